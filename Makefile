@@ -1,0 +1,98 @@
+# aiplatform.observability: one entry point for set-up, the lab and every test.
+#   make lab           build the podman lab (1 monitoring host, 2 GPU nodes) and deploy site.yml to it
+#   make lab-destroy   remove the lab containers and network
+#   make test          lint, sanity, unit, integration, collection build, molecule (default + trixie)
+# Both set up their own environment: system packages via apt (as root), Python tools in .venv/.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+STAMPS := $(ROOT)/.cache/stamps
+
+export PATH := $(BIN):$(PATH)
+export CONTAINERS_CONF := $(ROOT)/lab/containers.conf
+export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.collections
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# Debian packages the tools and tests need on the controller.
+SYSTEM_PACKAGES := podman runc debootstrap uidmap prometheus prometheus-alertmanager \
+                   postgresql postgresql-client python3-venv git make
+SYSTEM_COMMANDS := podman runc debootstrap promtool amtool psql git
+
+MOLECULE_SCENARIOS := default trixie
+LAB_IMAGE_SUITES := bookworm trixie
+
+.PHONY: help setup system-deps venv link images lint yamllint ansible-lint sanity unit integration \
+        collection molecule test lab lab-destroy clean
+
+help:
+	@sed -n '2,6p' Makefile | sed 's/^# \{0,1\}//'
+
+## ---------------------------------------------------------------- set-up
+setup: system-deps venv link
+
+system-deps: $(STAMPS)/system-deps
+$(STAMPS)/system-deps:
+	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing initdb"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages (missing:$$missing)"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "run as root, or install: $(SYSTEM_PACKAGES)" >&2; exit 1; fi; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+	@mkdir -p $(STAMPS) && touch $@
+
+venv: $(STAMPS)/venv
+$(STAMPS)/venv: requirements-dev.txt files/exporters/pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q -e 'files/exporters[gpu]'
+	@mkdir -p $(STAMPS) && touch $@
+
+# Make this checkout resolvable as the collection aiplatform.observability.
+link:
+	@mkdir -p .collections/ansible_collections/aiplatform
+	@ln -sfn ../../.. .collections/ansible_collections/aiplatform/observability
+
+images: system-deps
+	@for suite in $(LAB_IMAGE_SUITES); do lab/build-image.sh $$suite; done
+
+## ---------------------------------------------------------------- tests
+lint: setup
+	yamllint -s .
+	ansible-lint --profile production
+
+sanity: setup
+	bash tests/run_sanity.sh
+
+unit: setup
+	pytest -q tests/unit files/exporters/tests
+
+integration: setup
+	pytest -q tests/integration
+
+molecule: setup images
+	@for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s; done
+
+test: lint sanity unit integration molecule
+	@echo "make test: all stages passed"
+
+## ---------------------------------------------------------------- lab
+lab: setup images
+	lab/up.sh
+	ansible-playbook -i inventories/lab/hosts.yml playbooks/lab.yml
+
+lab-destroy:
+	lab/down.sh
+
+clean: lab-destroy
+	rm -rf .cache/stamps .cache/dist
