@@ -1,0 +1,52 @@
+"""Conventions every role keeps, checked on the tree so a slip fails `make test`."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
+# Roles whose public variables are shared across the collection rather than prefixed by role name.
+SHARED_PREFIXES = {"common": ("aiplatform_",)}
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_role_has_argument_specs_covering_defaults(role):
+    specs_file = role / "meta" / "argument_specs.yml"
+    assert specs_file.is_file(), f"{role.name}: meta/argument_specs.yml is missing"
+    specs = yaml.safe_load(specs_file.read_text())["argument_specs"]
+    documented = set(specs.get("main", {}).get("options", {}))
+    defaults_file = role / "defaults" / "main.yml"
+    defaults = yaml.safe_load(defaults_file.read_text()) or {} if defaults_file.is_file() else {}
+    undocumented = sorted(set(defaults) - documented)
+    assert not undocumented, f"{role.name}: defaults not in argument_specs: {undocumented}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_public_variables_are_prefixed(role):
+    defaults_file = role / "defaults" / "main.yml"
+    if not defaults_file.is_file():
+        return
+    prefixes = SHARED_PREFIXES.get(role.name, (role.name + "_",))
+    defaults = yaml.safe_load(defaults_file.read_text()) or {}
+    bad = sorted(k for k in defaults if not k.startswith(prefixes))
+    assert not bad, f"{role.name}: defaults without the {prefixes} prefix: {bad}"
+
+
+@pytest.mark.parametrize(
+    "template",
+    sorted((ROOT / "roles").glob("*/templates/**/*.j2")),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_templates_declare_ansible_managed(template):
+    head = template.read_text().lstrip().splitlines()[:3]
+    if template.name.endswith(".json.j2"):
+        return  # JSON has no comments; JSON payloads go to APIs, not to files a person edits on a host
+    assert any("ansible_managed" in line for line in head), f"{template}: no ansible_managed header"
+
+
+def test_site_playbook_only_imports():
+    plays = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
+    assert plays and all(set(p) <= {"name", "ansible.builtin.import_playbook"} for p in plays)
+    root = yaml.safe_load((ROOT / "site.yml").read_text())
+    assert root == [{"name": root[0]["name"], "ansible.builtin.import_playbook": "playbooks/site.yml"}]
