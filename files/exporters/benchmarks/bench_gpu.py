@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""GPU benchmark for a real NVIDIA machine: exporter scrape vs raw NVML calls vs nvidia-smi.
+
+Needs python3, nvidia-smi, prometheus-client and nvidia-ml-py only (the package
+comes from files/exporters/src):
+
+    python3 files/exporters/benchmarks/bench_gpu.py [--iterations 200] [--out DIR]
+
+Measures, median and p99 over ``--iterations``:
+
+* raw_nvml_hot: the NVML calls one scrape makes per GPU, timed back to back in a
+  loop without the exporter (the slow energy / PCIe-replay reads excluded, as the
+  exporter caches them for slow_fields_max_age_seconds);
+* raw_nvml_cold: the same plus the energy and PCIe-replay reads;
+* collect_hot: ``NvmlCollector.collect()`` building every family (slow fields cached);
+* scrape_http: a full HTTP scrape of the exporter (exposition included);
+* exporter RSS while serving, and 20 concurrent HTTP scrapes;
+* nvidia_smi: one ``nvidia-smi --query-gpu=<10 fields> --format=csv`` run (fewer iterations).
+
+Target: collect_hot within 1.5x of raw_nvml_hot, far below nvidia_smi.
+Writes bench_gpu.json to --out (default $OUT, else the current directory).
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "src"))
+
+
+def stats(samples):
+    s = sorted(samples)
+    return {"median_ms": s[len(s) // 2] * 1000, "p99_ms": s[min(len(s) - 1, int(0.99 * len(s)))] * 1000,
+            "n": len(s)}
+
+
+def timed(fn, n):
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def raw_calls(nvml, handles, cold):
+    def run():
+        for h in handles:
+            for fn, args in ((nvml.nvmlDeviceGetClockInfo, (h, nvml.NVML_CLOCK_SM)),
+                             (nvml.nvmlDeviceGetClockInfo, (h, nvml.NVML_CLOCK_MEM)),
+                             (nvml.nvmlDeviceGetTemperature, (h, nvml.NVML_TEMPERATURE_GPU)),
+                             (nvml.nvmlDeviceGetFieldValues, (h, [nvml.NVML_FI_DEV_MEMORY_TEMP])),
+                             (nvml.nvmlDeviceGetPowerUsage, (h,)),
+                             (nvml.nvmlDeviceGetUtilizationRates, (h,)),
+                             (nvml.nvmlDeviceGetEncoderUtilization, (h,)),
+                             (nvml.nvmlDeviceGetDecoderUtilization, (h,)),
+                             (nvml.nvmlDeviceGetRemappedRows, (h,)),
+                             (nvml.nvmlDeviceGetMigMode, (h,))):
+                try:
+                    fn(*args)
+                except nvml.NVMLError:
+                    pass
+            try:
+                nvml.nvmlDeviceGetMemoryInfo(h, version=nvml.nvmlMemory_v2)
+            except (nvml.NVMLError, TypeError, AttributeError):
+                pass
+            if cold:
+                for fn in (nvml.nvmlDeviceGetTotalEnergyConsumption, nvml.nvmlDeviceGetPcieReplayCounter):
+                    try:
+                        fn(h)
+                    except nvml.NVMLError:
+                        pass
+    return run
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--out", default=os.environ.get("OUT") or os.getcwd())
+    args = parser.parse_args(argv)
+    import pynvml as nvml
+    from prometheus_client import CollectorRegistry
+
+    from aiplatform_exporters.gpu import GpuConfig, NvmlCollector
+    from aiplatform_exporters.server import serve
+
+    t0 = time.perf_counter()
+    nvml.nvmlInit()
+    init_s = time.perf_counter() - t0
+    handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+    result = {"gpus": len(handles), "nvml_init_ms": init_s * 1000,
+              "gpu_name": str(nvml.nvmlDeviceGetName(handles[0])) if handles else None,
+              "driver": str(nvml.nvmlSystemGetDriverVersion()), "nvidia_ml_py": getattr(nvml, "__version__", "?")}
+    result["raw_nvml_hot"] = stats(timed(raw_calls(nvml, handles, cold=False), args.iterations))
+    result["raw_nvml_cold"] = stats(timed(raw_calls(nvml, handles, cold=True), max(20, args.iterations // 5)))
+    nvml.nvmlShutdown()
+
+    collector = NvmlCollector(GpuConfig(xid_events=True))
+    list(collector.collect())  # init, handles, first slow reads
+    result["collect_hot"] = stats(timed(lambda: list(collector.collect()), args.iterations))
+    registry = CollectorRegistry()
+    registry.register(collector)
+    from prometheus_client.process_collector import ProcessCollector
+
+    ProcessCollector(registry=registry)
+    httpd = serve(registry, "127.0.0.1", 0, title="bench_gpu")
+    url = "http://127.0.0.1:%d/metrics" % httpd.server_port
+
+    def scrape():
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.read()
+
+    scrape()
+    result["scrape_http"] = stats(timed(scrape, args.iterations))
+    conc = []
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        for _ in range(10):
+            conc.extend(pool.map(lambda _: timed(scrape, 1)[0], range(20)))
+    result["scrape_http_20_concurrent"] = stats(conc)
+    with open("/proc/self/status") as fh:
+        result["rss_bytes"] = [int(l.split()[1]) * 1024 for l in fh if l.startswith("VmRSS")][0]
+    httpd.shutdown()
+    collector.close()
+
+    smi = ["nvidia-smi", "--query-gpu=utilization.gpu,utilization.memory,memory.used,memory.total,"
+           "temperature.gpu,power.draw,clocks.sm,clocks.mem,pcie.link.gen.current,fan.speed",
+           "--format=csv"]
+    result["nvidia_smi"] = stats(timed(lambda: subprocess.run(smi, stdout=subprocess.DEVNULL,
+                                                              stderr=subprocess.DEVNULL, check=False),
+                                       max(10, args.iterations // 10)))
+    result["collect_over_raw_hot"] = result["collect_hot"]["median_ms"] / result["raw_nvml_hot"]["median_ms"]
+    result["machine"] = {"python": sys.version.split()[0], "platform": platform.platform(), "cores": os.cpu_count()}
+    print(json.dumps(result, indent=1))
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "bench_gpu.json"), "w") as fh:
+        json.dump(result, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

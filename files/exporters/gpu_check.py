@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Check the NVML GPU exporter against nvidia-smi on a real NVIDIA machine.
+
+Needs only python3, nvidia-smi, prometheus-client and nvidia-ml-py: the
+package is taken from files/exporters/src next to this script, it does not
+have to be installed. Runs in well under 2 minutes:
+
+    python3 files/exporters/gpu_check.py [--out DIR] [--schema 4.8]
+
+Starts the exporter on 127.0.0.1 (an ephemeral port), reads nvidia-smi
+--query-gpu before and after scraping it, and compares per GPU: utilization,
+memory used/free/total, temperature, power, SM and memory clocks, and the
+UUID, PCI bus id, model name and driver version labels. A value passes when
+it lies within tolerance of the range the two nvidia-smi readings span.
+Prints a table, writes gpu_check.json, gpu_check.txt and the raw scrape to
+--out (default $OUT, else ./gpu-check-out), and exits 1 on any mismatch
+(2 when the exporter or nvidia-smi cannot run at all).
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "src"))
+
+SMI_FIELDS = ("index", "uuid", "pci.bus_id", "name", "driver_version", "utilization.gpu", "utilization.memory",
+              "memory.used", "memory.free", "memory.total", "temperature.gpu", "power.draw", "clocks.sm",
+              "clocks.mem")
+
+# exporter metric, nvidia-smi field, absolute tolerance, relative tolerance
+CHECKS = (
+    ("DCGM_FI_DEV_GPU_UTIL", "utilization.gpu", 10.0, 0.0),
+    ("DCGM_FI_DEV_MEM_COPY_UTIL", "utilization.memory", 10.0, 0.0),
+    ("DCGM_FI_DEV_FB_USED", "memory.used", 64.0, 0.01),
+    ("DCGM_FI_DEV_FB_FREE", "memory.free", 64.0, 0.01),
+    ("DCGM_FI_DEV_GPU_TEMP", "temperature.gpu", 3.0, 0.0),
+    ("DCGM_FI_DEV_POWER_USAGE", "power.draw", 15.0, 0.10),
+    ("DCGM_FI_DEV_SM_CLOCK", "clocks.sm", 100.0, 0.05),
+    ("DCGM_FI_DEV_MEM_CLOCK", "clocks.mem", 100.0, 0.05),
+)
+LABEL_CHECKS = (("UUID", "uuid"), ("pci_bus_id", "pci.bus_id"), ("modelName", "name"),
+                ("DCGM_FI_DRIVER_VERSION", "driver_version"))
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None  # "[N/A]", "[Not Supported]"
+
+
+def query_smi():
+    out = subprocess.run(["nvidia-smi", "--query-gpu=" + ",".join(SMI_FIELDS), "--format=csv,noheader,nounits"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=30,
+                         check=True).stdout
+    return parse_smi(out)
+
+
+def parse_smi(text):
+    rows = {}
+    for line in text.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != len(SMI_FIELDS):
+            continue
+        row = dict(zip(SMI_FIELDS, parts))
+        rows[row["index"]] = row
+    return rows
+
+
+def normalise_bus_id(bus_id):
+    """nvidia-smi prints 00000000:53:00.0; NVML may print the same with other case or padding."""
+    return bus_id.upper().replace("0000:", "00000000:", 1) if bus_id.upper().startswith("0000:") else bus_id.upper()
+
+
+def parse_scrape(text):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    per_gpu = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if "gpu" in s.labels and "GPU_I_ID" not in s.labels:
+                entry = per_gpu.setdefault(s.labels["gpu"], {"labels": dict(s.labels), "values": {}})
+                entry["values"][s.name] = s.value
+    return per_gpu
+
+
+def compare(before, after, scraped):
+    """[(gpu, check, exporter value, nvidia-smi range, tolerance, status)]; status ok|MISMATCH|skipped."""
+    rows = []
+    for index in sorted(set(before) | set(scraped), key=lambda x: int(x) if x.isdigit() else x):
+        b, a, s = before.get(index), after.get(index, before.get(index)), scraped.get(index)
+        if b is None or s is None:
+            rows.append((index, "GPU present on both sides", "yes" if s else "no", "yes" if b else "no", "", "MISMATCH"))
+            continue
+        for label, field in LABEL_CHECKS:
+            got = s["labels"].get(label, "")
+            want = b[field]
+            ok = got == want or (label == "pci_bus_id" and normalise_bus_id(got) == normalise_bus_id(want))
+            rows.append((index, label, got, want, "exact", "ok" if ok else "MISMATCH"))
+        for metric, field, abs_tol, rel_tol in CHECKS:
+            got = s["values"].get(metric)
+            lo_hi = [v for v in (_number(b[field]), _number(a[field])) if v is not None]
+            if got is None and not lo_hi:
+                rows.append((index, metric, "absent", "N/A", "", "skipped"))
+                continue
+            if got is None or not lo_hi:
+                rows.append((index, metric, "absent" if got is None else got, "N/A" if not lo_hi else lo_hi[0], "",
+                             "MISMATCH"))
+                continue
+            lo, hi = min(lo_hi), max(lo_hi)
+            tol = max(abs_tol, rel_tol * hi)
+            ok = lo - tol <= got <= hi + tol
+            want = "%g" % lo if lo == hi else "%g..%g" % (lo, hi)
+            rows.append((index, metric, got, want, "+-%g" % tol, "ok" if ok else "MISMATCH"))
+    return rows
+
+
+def format_table(rows):
+    header = ("gpu", "check", "exporter", "nvidia-smi", "tolerance", "result")
+    cells = [header] + [tuple("%g" % c if isinstance(c, float) else str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Compare the NVML GPU exporter with nvidia-smi.")
+    parser.add_argument("--out", default=os.environ.get("OUT") or os.path.join(os.getcwd(), "gpu-check-out"))
+    parser.add_argument("--schema", default="4.8", choices=("4.8",),
+                        help="only the default (<=4.8, nvidia-smi's units) can be compared directly")
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    started = time.monotonic()
+    from prometheus_client import CollectorRegistry
+
+    from aiplatform_exporters.gpu import GpuConfig, NvmlCollector
+    from aiplatform_exporters.server import serve
+
+    collector = NvmlCollector(GpuConfig(schema=args.schema, xid_events=True))
+    registry = CollectorRegistry()
+    registry.register(collector)
+    httpd = serve(registry, "127.0.0.1", 0, title="gpu_check")
+    url = "http://127.0.0.1:%d/metrics" % httpd.server_port
+    try:
+        try:
+            before = query_smi()
+        except (OSError, subprocess.SubprocessError) as exc:
+            print("gpu_check: nvidia-smi failed: %s" % exc, file=sys.stderr)
+            return 2
+        timings = []
+        text = ""
+        for _ in range(5):  # the first scrape initialises NVML; report the later ones
+            t0 = time.monotonic()
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                text = resp.read().decode()
+            timings.append(time.monotonic() - t0)
+        after = query_smi()
+    finally:
+        httpd.shutdown()
+        collector.close()
+    with open(os.path.join(args.out, "gpu_check_scrape.txt"), "w") as fh:
+        fh.write(text)
+    if "aiplatform_gpu_exporter_up 1.0" not in text:
+        print("gpu_check: the exporter reports up 0 (see gpu_check_scrape.txt)", file=sys.stderr)
+        return 2
+    rows = compare(before, after, parse_scrape(text))
+    table = format_table(rows)
+    mismatches = [r for r in rows if r[5] == "MISMATCH"]
+    summary = ("%d checks, %d mismatches, %d skipped; scrape over HTTP: first %.1f ms, then median %.2f ms; "
+               "total %.1f s" % (len(rows), len(mismatches), sum(1 for r in rows if r[5] == "skipped"),
+                                 timings[0] * 1000, sorted(timings[1:])[len(timings[1:]) // 2] * 1000,
+                                 time.monotonic() - started))
+    print(table)
+    print(summary)
+    with open(os.path.join(args.out, "gpu_check.txt"), "w") as fh:
+        fh.write(table + "\n" + summary + "\n")
+    with open(os.path.join(args.out, "gpu_check.json"), "w") as fh:
+        json.dump({"rows": rows, "mismatches": len(mismatches), "scrape_seconds": timings,
+                   "nvidia_smi_before": before, "nvidia_smi_after": after, "host": platform.node(),
+                   "python": sys.version.split()[0]}, fh, indent=1, default=str)
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

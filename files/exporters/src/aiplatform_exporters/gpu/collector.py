@@ -1,0 +1,493 @@
+"""GPU metrics from NVML with dcgm-exporter's names, labels and units.
+
+Needs only prometheus-client and nvidia-ml-py (module ``pynvml``, imported when
+the collector first initialises, or injected for tests). NVML is initialised
+once; device handles and the static labels are cached. Each NVML call is
+guarded on its own: a field a GPU does not support is omitted for that GPU and
+the scrape goes on. Without a driver or GPU the collector serves
+``aiplatform_gpu_exporter_up 0`` only and retries the initialisation every
+``retry_seconds``. XID errors come from an NVML event thread.
+
+Schemas: "4.8" (default) is dcgm-exporter <= 4.8's output (MHz, %, MiB, mJ, W;
+driver label ``DCGM_FI_DRIVER_VERSION``). "4.9" switches the units to Hz,
+ratio 0..1, bytes and J and the driver label to
+``DCGM_FI_SYSTEM_DRIVER_VERSION``; metric names can be remapped with
+``rename`` (see docs/exporters.md).
+"""
+
+import logging
+import socket
+import threading
+import time
+
+from prometheus_client.core import Metric
+
+from aiplatform_exporters import catalog
+from aiplatform_exporters.server import SelfMetrics, Timer, gauge
+
+log = logging.getLogger(__name__)
+
+PREFIX = "aiplatform_gpu_exporter"
+MIB = 1 << 20
+
+# NVML constants (nvml.h); read from the module when present.
+_NOT_SUPPORTED = 3
+_NO_PERMISSION = 4
+_NOT_FOUND = 6
+_TIMEOUT = 10
+_FUNCTION_NOT_FOUND = 13
+_GPU_IS_LOST = 15
+_UNINITIALIZED = 1
+_DRIVER_NOT_LOADED = 9
+_OMIT = (_NOT_SUPPORTED, _NO_PERMISSION, _NOT_FOUND, _FUNCTION_NOT_FOUND)
+_REINIT = (_GPU_IS_LOST, _UNINITIALIZED, _DRIVER_NOT_LOADED)
+
+FIELDS = (
+    "DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_MEM_CLOCK", "DCGM_FI_DEV_MEMORY_TEMP", "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_MEM_COPY_UTIL", "DCGM_FI_DEV_ENC_UTIL", "DCGM_FI_DEV_DEC_UTIL",
+    "DCGM_FI_DEV_XID_ERRORS", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_RESERVED",
+    "DCGM_FI_DEV_FB_TOTAL", "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+)
+SLOW_FIELDS = ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER")
+SCHEMAS = ("4.8", "4.9")
+HOSTNAME_LABELS = ("Hostname", "hostname", "none")
+
+# 4.9 unit conversions from the <=4.8 unit (the raw reading is converted once, here).
+_SCALE_49 = {
+    "DCGM_FI_DEV_SM_CLOCK": 1e6, "DCGM_FI_DEV_MEM_CLOCK": 1e6,  # MHz -> Hz
+    "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": 1e-3,  # mJ -> J
+    "DCGM_FI_DEV_GPU_UTIL": 0.01, "DCGM_FI_DEV_MEM_COPY_UTIL": 0.01,  # % -> 0..1
+    "DCGM_FI_DEV_ENC_UTIL": 0.01, "DCGM_FI_DEV_DEC_UTIL": 0.01,
+}
+_MEMORY_FIELDS = ("DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_RESERVED", "DCGM_FI_DEV_FB_TOTAL")
+
+
+class GpuConfig(object):
+    def __init__(self, schema="4.8", hostname_label="Hostname", hostname=None, retry_seconds=30.0,
+                 slow_fields_max_age_seconds=10.0, xid_events=True, mig=True, exclude_fields=(), rename=None):
+        if schema not in SCHEMAS:
+            raise ValueError("schema must be one of %s" % ", ".join(SCHEMAS))
+        if hostname_label not in HOSTNAME_LABELS:
+            raise ValueError("hostname_label must be one of %s" % ", ".join(HOSTNAME_LABELS))
+        unknown = sorted(set(exclude_fields) - set(FIELDS))
+        if unknown:
+            raise ValueError("unknown field(s) in exclude_fields: %s" % ", ".join(unknown))
+        rename = dict(rename or {})
+        unknown = sorted(set(rename) - set(FIELDS))
+        if unknown:
+            raise ValueError("unknown field(s) in rename: %s" % ", ".join(unknown))
+        self.schema = schema
+        self.hostname_label = hostname_label
+        self.hostname = hostname or socket.gethostname()
+        self.retry_seconds = float(retry_seconds)
+        self.slow_max_age = float(slow_fields_max_age_seconds)
+        self.xid_events = bool(xid_events)
+        self.mig = bool(mig)
+        self.exclude = frozenset(exclude_fields)
+        self.rename = rename
+
+    @property
+    def driver_label(self):
+        return "DCGM_FI_SYSTEM_DRIVER_VERSION" if self.schema == "4.9" else "DCGM_FI_DRIVER_VERSION"
+
+
+def _text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class _Device(object):
+    def __init__(self, index, handle, uuid, pci_bus_id, name):
+        self.index = index
+        self.handle = handle
+        self.uuid = uuid
+        self.pci_bus_id = pci_bus_id
+        self.name = name
+        self.slow = {}  # field -> (monotonic time, value or None when unsupported)
+        self.last_xid = 0
+
+
+class NvmlCollector(object):
+    """prometheus_client collector. ``nvml`` is the pynvml module (injected in tests)."""
+
+    def __init__(self, config=None, nvml=None):
+        self.config = config or GpuConfig()
+        self._nvml = nvml
+        self.self_metrics = SelfMetrics(PREFIX)
+        self._lock = threading.Lock()
+        self._initialised = False
+        self._next_init = 0.0
+        self.devices = []
+        self.driver_version = ""
+        self._event_set = None
+        self._xid_thread = None
+        self._xid_stop = threading.Event()
+        self._reinit = False
+
+    # ------------------------------------------------------------------ NVML plumbing
+    @property
+    def nvml(self):
+        if self._nvml is None:
+            import pynvml  # nvidia-ml-py; imported lazily so hosts without it still serve up=0
+
+            self._nvml = pynvml
+        return self._nvml
+
+    def _const(self, name, default):
+        return getattr(self.nvml, name, default)
+
+    def _code(self, exc):
+        return getattr(exc, "value", None)
+
+    def _error_class(self):
+        return getattr(self.nvml, "NVMLError", ())
+
+    def initialise(self):
+        """nvmlInit once, cache handles and static labels, start the XID thread. Returns True on success."""
+        try:
+            nvml = self.nvml
+        except ImportError as exc:
+            log.warning("NVML unavailable: %s (install nvidia-ml-py)", exc)
+            self.self_metrics.error("init")
+            return False
+        try:
+            nvml.nvmlInit()
+        except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
+            log.warning("nvmlInit failed: %s; retrying in %.0fs", exc, self.config.retry_seconds)
+            self.self_metrics.error("init")
+            return False
+        try:
+            self.driver_version = _text(nvml.nvmlSystemGetDriverVersion())
+            devices = []
+            for i in range(nvml.nvmlDeviceGetCount()):
+                h = nvml.nvmlDeviceGetHandleByIndex(i)
+                try:
+                    pci = _text(nvml.nvmlDeviceGetPciInfo(h).busId)
+                except self._error_class():
+                    pci = ""
+                devices.append(_Device(i, h, _text(nvml.nvmlDeviceGetUUID(h)), pci, _text(nvml.nvmlDeviceGetName(h))))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("NVML device enumeration failed: %s", exc)
+            self.self_metrics.error("init")
+            self._shutdown_nvml()
+            return False
+        if not devices:
+            log.warning("NVML found no GPU; retrying in %.0fs", self.config.retry_seconds)
+            self._shutdown_nvml()
+            return False
+        self.devices = devices
+        self._initialised = True
+        self._reinit = False
+        log.info("NVML initialised: driver %s, %d GPU(s)", self.driver_version, len(devices))
+        if self.config.xid_events and devices:
+            self._start_xid_thread()
+        return True
+
+    def _shutdown_nvml(self):
+        self._stop_xid_thread()
+        try:
+            self.nvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self._initialised = False
+        self.devices = []
+
+    def close(self):
+        with self._lock:
+            if self._initialised:
+                self._shutdown_nvml()
+
+    # ------------------------------------------------------------------ XID events
+    def _start_xid_thread(self):
+        nvml = self.nvml
+        try:
+            event_set = nvml.nvmlEventSetCreate()
+        except Exception as exc:  # noqa: BLE001
+            log.info("NVML events unavailable (%s): DCGM_FI_DEV_XID_ERRORS stays 0", exc)
+            return
+        xid_type = self._const("nvmlEventTypeXidCriticalError", 0x8)
+        registered = 0
+        for dev in self.devices:
+            try:
+                nvml.nvmlDeviceRegisterEvents(dev.handle, xid_type, event_set)
+                registered += 1
+            except Exception as exc:  # noqa: BLE001 - NotSupported on some GPUs / MIG
+                log.info("GPU %d: XID events not available: %s", dev.index, exc)
+        if not registered:
+            try:
+                nvml.nvmlEventSetFree(event_set)
+            except Exception:  # noqa: BLE001
+                pass
+            return
+        self._event_set = event_set
+        self._xid_stop.clear()
+        self._xid_thread = threading.Thread(target=self._xid_loop, args=(event_set,), name="nvml-xid", daemon=True)
+        self._xid_thread.start()
+
+    def _xid_loop(self, event_set):
+        nvml = self.nvml
+        wait = getattr(nvml, "nvmlEventSetWait_v2", None) or nvml.nvmlEventSetWait
+        by_uuid = dict((d.uuid, d) for d in self.devices)
+        while not self._xid_stop.is_set():
+            try:
+                data = wait(event_set, 500)
+            except Exception as exc:  # noqa: BLE001
+                if self._code(exc) == self._const("NVML_ERROR_TIMEOUT", _TIMEOUT):
+                    continue
+                if self._xid_stop.is_set():
+                    return
+                self.self_metrics.error("event")
+                log.warning("NVML event wait failed: %s", exc)
+                self._xid_stop.wait(1.0)
+                continue
+            try:
+                uuid = _text(nvml.nvmlDeviceGetUUID(data.device))
+            except Exception:  # noqa: BLE001
+                continue
+            dev = by_uuid.get(uuid)
+            if dev is not None:
+                dev.last_xid = int(data.eventData)
+                log.warning("GPU %d (%s): XID %d", dev.index, uuid, dev.last_xid)
+
+    def _stop_xid_thread(self):
+        self._xid_stop.set()
+        if self._xid_thread is not None:
+            self._xid_thread.join(timeout=2.0)
+            self._xid_thread = None
+        if self._event_set is not None:
+            try:
+                self.nvml.nvmlEventSetFree(self._event_set)
+            except Exception:  # noqa: BLE001
+                pass
+            self._event_set = None
+
+    # ------------------------------------------------------------------ reading
+    def _call(self, fn, *args, **kwargs):
+        """Run one NVML call; returns (ok, value). Unsupported -> (False, None) silently."""
+        try:
+            return True, fn(*args, **kwargs)
+        except self._error_class() as exc:
+            code = self._code(exc)
+            if code in _REINIT:
+                self._reinit = True
+            if code not in _OMIT:
+                self.self_metrics.error("device")
+                log.debug("NVML call %s failed: %s", getattr(fn, "__name__", fn), exc)
+            return False, None
+
+    def _field_value(self, handle, field_id):
+        nvml = self.nvml
+        ok, values = self._call(nvml.nvmlDeviceGetFieldValues, handle, [field_id])
+        if not ok or not values:
+            return None
+        fv = values[0]
+        if getattr(fv, "nvmlReturn", 0) != 0:
+            return None
+        vt = getattr(fv, "valueType", 0)
+        attr = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}.get(vt, "dVal")
+        return getattr(fv.value, attr)
+
+    def _slow(self, dev, field, fn):
+        now = time.monotonic()
+        cached = dev.slow.get(field)
+        if cached is not None and now - cached[0] < self.config.slow_max_age:
+            return cached[1]
+        ok, value = self._call(fn, dev.handle)
+        dev.slow[field] = (now, value if ok else None)
+        return value if ok else None
+
+    def _memory(self, handle):
+        """(free, used, reserved or None, total) in bytes; v2 where the driver has it (used excludes reserved)."""
+        nvml = self.nvml
+        v2 = getattr(nvml, "nvmlMemory_v2", None)
+        if v2 is not None:
+            try:
+                info = nvml.nvmlDeviceGetMemoryInfo(handle, version=v2)
+                return info.free, info.used, getattr(info, "reserved", None), info.total
+            except TypeError:
+                pass  # an nvidia-ml-py without the version argument
+            except self._error_class() as exc:
+                if self._code(exc) not in _OMIT:
+                    if self._code(exc) in _REINIT:
+                        self._reinit = True
+                    self.self_metrics.error("device")
+                    return None
+        ok, info = self._call(nvml.nvmlDeviceGetMemoryInfo, handle)
+        if not ok:
+            return None
+        return info.free, info.used, None, info.total
+
+    def read_device(self, dev):
+        """{field: value in <=4.8 units} for one GPU; unsupported fields are absent."""
+        nvml = self.nvml
+        h = dev.handle
+        out = {}
+        ex = self.config.exclude
+        if "DCGM_FI_DEV_SM_CLOCK" not in ex:
+            ok, v = self._call(nvml.nvmlDeviceGetClockInfo, h, self._const("NVML_CLOCK_SM", 1))
+            if ok:
+                out["DCGM_FI_DEV_SM_CLOCK"] = v
+        if "DCGM_FI_DEV_MEM_CLOCK" not in ex:
+            ok, v = self._call(nvml.nvmlDeviceGetClockInfo, h, self._const("NVML_CLOCK_MEM", 2))
+            if ok:
+                out["DCGM_FI_DEV_MEM_CLOCK"] = v
+        if "DCGM_FI_DEV_GPU_TEMP" not in ex:
+            sensor = self._const("NVML_TEMPERATURE_GPU", 0)
+            fn = getattr(nvml, "nvmlDeviceGetTemperature", None)
+            if fn is not None:
+                ok, v = self._call(fn, h, sensor)
+            else:  # NVML 13 bindings may drop the deprecated call
+                ok, v = self._call(nvml.nvmlDeviceGetTemperatureV, h, sensor)
+                v = getattr(v, "temperature", v)
+            if ok:
+                out["DCGM_FI_DEV_GPU_TEMP"] = v
+        if "DCGM_FI_DEV_MEMORY_TEMP" not in ex:
+            v = self._field_value(h, self._const("NVML_FI_DEV_MEMORY_TEMP", 82))
+            if v is not None:
+                out["DCGM_FI_DEV_MEMORY_TEMP"] = v
+        if "DCGM_FI_DEV_POWER_USAGE" not in ex:
+            ok, v = self._call(nvml.nvmlDeviceGetPowerUsage, h)
+            if ok:
+                out["DCGM_FI_DEV_POWER_USAGE"] = v / 1000.0
+        for field, fn_name in (("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "nvmlDeviceGetTotalEnergyConsumption"),
+                               ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "nvmlDeviceGetPcieReplayCounter")):
+            if field not in ex:
+                v = self._slow(dev, field, getattr(nvml, fn_name))
+                if v is not None:
+                    out[field] = v
+        if "DCGM_FI_DEV_GPU_UTIL" not in ex or "DCGM_FI_DEV_MEM_COPY_UTIL" not in ex:
+            ok, u = self._call(nvml.nvmlDeviceGetUtilizationRates, h)
+            if ok:
+                if "DCGM_FI_DEV_GPU_UTIL" not in ex:
+                    out["DCGM_FI_DEV_GPU_UTIL"] = u.gpu
+                if "DCGM_FI_DEV_MEM_COPY_UTIL" not in ex:
+                    out["DCGM_FI_DEV_MEM_COPY_UTIL"] = u.memory
+        for field, fn_name in (("DCGM_FI_DEV_ENC_UTIL", "nvmlDeviceGetEncoderUtilization"),
+                               ("DCGM_FI_DEV_DEC_UTIL", "nvmlDeviceGetDecoderUtilization")):
+            if field not in ex:
+                ok, v = self._call(getattr(nvml, fn_name), h)
+                if ok:
+                    out[field] = v[0]
+        self._add_memory(out, h)
+        if not {"DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+                "DCGM_FI_DEV_ROW_REMAP_FAILURE"} <= ex:
+            fn = getattr(nvml, "nvmlDeviceGetRemappedRows", None)
+            if fn is not None:
+                ok, v = self._call(fn, h)
+                if ok:
+                    corr, unc, _pending, failure = v[0], v[1], v[2], v[3]
+                    for field, value in (("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", corr),
+                                         ("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", unc),
+                                         ("DCGM_FI_DEV_ROW_REMAP_FAILURE", 1 if failure else 0)):
+                        if field not in ex:
+                            out[field] = value
+        if "DCGM_FI_DEV_XID_ERRORS" not in ex:
+            out["DCGM_FI_DEV_XID_ERRORS"] = dev.last_xid
+        return out
+
+    def _add_memory(self, out, handle):
+        mem = self._memory(handle)
+        if mem is None:
+            return
+        free, used, reserved, total = mem
+        for field, value in (("DCGM_FI_DEV_FB_FREE", free), ("DCGM_FI_DEV_FB_USED", used),
+                             ("DCGM_FI_DEV_FB_RESERVED", reserved), ("DCGM_FI_DEV_FB_TOTAL", total)):
+            if value is not None and field not in self.config.exclude:
+                out[field] = ("bytes", value)
+
+    def read_mig(self, dev):
+        """[(profile, gpu_instance_id, {memory fields})] for the MIG devices of a MIG-enabled GPU."""
+        nvml = self.nvml
+        fn = getattr(nvml, "nvmlDeviceGetMigMode", None)
+        if fn is None:
+            return []
+        ok, mode = self._call(fn, dev.handle)
+        if not ok or not mode or mode[0] != self._const("NVML_DEVICE_MIG_ENABLE", 1):
+            return []
+        ok, count = self._call(nvml.nvmlDeviceGetMaxMigDeviceCount, dev.handle)
+        if not ok:
+            return []
+        out = []
+        for i in range(count):
+            ok, mh = self._call(nvml.nvmlDeviceGetMigDeviceHandleByIndex, dev.handle, i)
+            if not ok:
+                continue
+            ok, gi = self._call(nvml.nvmlDeviceGetGpuInstanceId, mh)
+            ok_name, name = self._call(nvml.nvmlDeviceGetName, mh)
+            if not ok:
+                continue
+            name = _text(name) if ok_name else ""
+            profile = name.split("MIG ", 1)[1].strip() if "MIG " in name else name
+            fields = {}
+            self._add_memory(fields, mh)
+            out.append((profile, str(gi), fields))
+        return out
+
+    # ------------------------------------------------------------------ exposition
+    def _labels(self, dev, mig=None):
+        labels = {"gpu": str(dev.index), "UUID": dev.uuid, "pci_bus_id": dev.pci_bus_id,
+                  "device": "nvidia%d" % dev.index, "modelName": dev.name}
+        if mig is not None:
+            labels["GPU_I_PROFILE"], labels["GPU_I_ID"] = mig
+        if self.config.hostname_label != "none":
+            labels[self.config.hostname_label] = self.config.hostname
+        labels[self.config.driver_label] = self.driver_version
+        return labels
+
+    def _convert(self, field, value):
+        if isinstance(value, tuple) and value[0] == "bytes":
+            raw = value[1]
+            return float(raw) if self.config.schema == "4.9" else float(raw // MIB)
+        if self.config.schema == "4.9" and field in _SCALE_49:
+            return float(value) * _SCALE_49[field]
+        return float(value)
+
+    def _families(self, rows):
+        fams = {}
+        for field in FIELDS:
+            if field in self.config.exclude:
+                continue
+            entry = catalog.spec(field)
+            # dcgm-exporter declares a few of these "counter" without the _total suffix; prometheus-client's
+            # text format would rename such a counter's TYPE line, so they go out untyped (PromQL is the same)
+            fams[field] = Metric(self.config.rename.get(field, field), entry.help,
+                                 "unknown" if entry.type == "counter" else entry.type)
+        for labels, values in rows:
+            for field, value in values.items():
+                fam = fams.get(field)
+                if fam is None or value is None:
+                    continue
+                fam.add_sample(fam.name, labels, self._convert(field, value))
+        return [f for f in fams.values() if f.samples]
+
+    def collect(self):
+        with self._lock, Timer() as timer:
+            now = time.monotonic()
+            if self._initialised and self._reinit and now >= self._next_init:
+                log.warning("NVML reported a lost GPU or driver: re-initialising")
+                self._shutdown_nvml()
+            if not self._initialised and now >= self._next_init:
+                if not self.initialise():
+                    self._next_init = now + self.config.retry_seconds
+            rows = []
+            up = self._initialised
+            if up:
+                for dev in self.devices:
+                    rows.append((self._labels(dev), self.read_device(dev)))
+                    if self.config.mig:
+                        for profile, gi, fields in self.read_mig(dev):
+                            rows.append((self._labels(dev, (profile, gi)), fields))
+                if self._reinit:
+                    self._next_init = now + min(self.config.retry_seconds, 5.0)
+            families = self._families(rows) if up else []
+        if not up:
+            # no driver, no GPU or NVML not initialised yet: the up series and nothing else
+            yield gauge(PREFIX + "_up", 0)
+            return
+        for fam in self.self_metrics.families(up, timer.elapsed, operations=("init", "device", "event"),
+                                              with_bad_rows=False):
+            yield fam
+        yield gauge(PREFIX + "_gpus", len(self.devices))
+        for fam in families:
+            yield fam

@@ -1,0 +1,210 @@
+"""What every exporter shares: the HTTP server, its own metrics, the CLI frame."""
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from aiplatform_exporters import __version__, catalog
+from aiplatform_exporters.config import ConfigError, Reader, load_yaml, parse_listen
+
+log = logging.getLogger(__name__)
+
+
+def gauge(name, value=None, labels=None, extra_labels=()):
+    """A GaugeMetricFamily whose HELP and labels come from the catalog."""
+    label_names = list(labels) if labels is not None else catalog.labels_of(name)
+    fam = GaugeMetricFamily(name, catalog.help_of(name), labels=label_names + list(extra_labels))
+    if value is not None:
+        fam.add_metric([], value)
+    return fam
+
+
+def counter(name, value=None, labels=None):
+    label_names = list(labels) if labels is not None else catalog.labels_of(name)
+    fam = CounterMetricFamily(catalog.family_name(name), catalog.help_of(name), labels=label_names)
+    if value is not None:
+        fam.add_metric([], value)
+    return fam
+
+
+class SelfMetrics(object):
+    """The exporter's own activity: up, last collection's duration, source errors, bad rows."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self.errors = {}
+        self.bad_rows = {}
+
+    def error(self, operation):
+        with self._lock:
+            self.errors[operation] = self.errors.get(operation, 0) + 1
+
+    def bad_row(self, table):
+        with self._lock:
+            self.bad_rows[table] = self.bad_rows.get(table, 0) + 1
+
+    def families(self, up, duration, operations=("collect",), with_bad_rows=True):
+        yield gauge(self.prefix + "_up", 1 if up else 0)
+        yield gauge(self.prefix + "_scrape_duration_seconds", duration)
+        errs = counter(self.prefix + "_source_errors_total")
+        with self._lock:
+            errors = dict(self.errors)
+            bad_rows = dict(self.bad_rows)
+        for op in sorted(set(operations) | set(errors)):
+            errs.add_metric([op], errors.get(op, 0))
+        yield errs
+        if with_bad_rows:
+            bad = counter(self.prefix + "_bad_rows_total")
+            for table in sorted(bad_rows):
+                bad.add_metric([table], bad_rows[table])
+            yield bad
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of concurrent scrapes would overflow it
+    # and the kernel would drop SYNs (clients then wait a 1 s retransmit)
+    request_queue_size = 128
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def _ipv6(addr):
+    return ":" in addr
+
+
+def make_app(registry, title):
+    metrics_app = make_wsgi_app(registry)
+    page = ("<html><head><title>%s</title></head><body><h1>%s</h1><p><a href=\"/metrics\">Metrics</a></p>"
+            "</body></html>" % (title, title)).encode()
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path in ("/health", "/-/healthy"):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"OK\n"]
+        if path == "/":
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [page]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"Not Found\n"]
+
+    return app
+
+
+def serve(registry, addr, port, title="exporter"):
+    """Start serving ``registry`` on addr:port in a daemon thread; returns the server."""
+    server_class = _ThreadingWSGIServer
+    if _ipv6(addr):
+        import socket
+
+        class _V6(_ThreadingWSGIServer):
+            address_family = socket.AF_INET6
+
+        server_class = _V6
+    httpd = make_server(addr, port, make_app(registry, title), server_class, handler_class=_QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
+    thread.start()
+    return httpd
+
+
+def build_parser(prog, description, default_port):
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", metavar="FILE", help="YAML configuration file")
+    parser.add_argument("--listen", metavar="ADDR:PORT",
+                        help="address to serve /metrics on (default: config 'listen' or 0.0.0.0:%d)" % default_port)
+    parser.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"),
+                        help="log level (default: config 'log_level' or info)")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration file and exit (0 when valid)")
+    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    return parser
+
+
+def run(prog, description, default_port, build, argv=None, require_config=True):
+    """The CLI frame of every exporter.
+
+    ``build(reader)`` reads its sections from the config Reader and returns an
+    object with ``collectors()`` (to register) and optionally ``start()`` /
+    ``stop()``. Returns the process exit code.
+    """
+    parser = build_parser(prog, description, default_port)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.config is None and require_config:
+            raise ConfigError("--config: is required")
+        data = load_yaml(args.config) if args.config else {}
+        reader = Reader(data)
+        config_listen = reader.get("listen", str, "0.0.0.0:%d" % default_port)
+        parse_listen(config_listen, "listen")
+        addr, port = parse_listen(args.listen, "--listen") if args.listen else parse_listen(config_listen, "listen")
+        config_level = reader.get("log_level", str, "info", choices=("debug", "info", "warning", "error"))
+        level = args.log_level or config_level
+        app = build(reader)
+        reader.finish()
+    except ConfigError as exc:
+        sys.stderr.write("%s: configuration error: %s\n" % (prog, exc))
+        return 2
+    logging.getLogger().setLevel(level.upper())
+    if args.check_config:
+        sys.stdout.write("%s: configuration OK\n" % prog)
+        return 0
+    registry = CollectorRegistry()
+    from prometheus_client.process_collector import ProcessCollector
+    from prometheus_client.platform_collector import PlatformCollector
+
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    for collector in app.collectors():
+        registry.register(collector)
+    stop = threading.Event()
+
+    def _stop(signum, frame):
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        httpd = serve(registry, addr, port, title=prog)
+    except OSError as exc:
+        sys.stderr.write("%s: cannot listen on %s:%d: %s\n" % (prog, addr, port, exc.strerror or exc))
+        return 1
+    log.info("%s %s listening on %s:%d", prog, __version__, addr, httpd.server_port)
+    if hasattr(app, "start"):
+        app.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        if hasattr(app, "stop"):
+            app.stop()
+        httpd.shutdown()
+    return 0
+
+
+class Timer(object):
+    def __enter__(self):
+        self.start = time.monotonic()
+        self.elapsed = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        self.elapsed = time.monotonic() - self.start
+        return False

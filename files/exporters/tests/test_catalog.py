@@ -1,0 +1,71 @@
+"""The metric catalog, PromQL name extraction and the generated docs/metrics.md."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aiplatform_exporters import catalog
+from aiplatform_exporters.catalog import is_known, metric_names_in_promql
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+
+
+@pytest.mark.parametrize("expr, names", [
+    ('histogram_quantile(0.99, sum by (le, job) (rate(http_request_duration_seconds_bucket{job=~"$job"}'
+     '[$__rate_interval])))', {"http_request_duration_seconds_bucket"}),
+    ('sum(rate(http_requests_total{status=~"5.."}[5m])) by (job) / sum(rate(http_requests_total[5m])) by (job)',
+     {"http_requests_total"}),
+    ("sum(cache_hits_total) / (sum(cache_hits_total) + sum(cache_misses_total))",
+     {"cache_hits_total", "cache_misses_total"}),
+    ('drift_psi > 0.2 and on (model, feature) drift_window_samples >= 500', {"drift_psi", "drift_window_samples"}),
+    ("replay_buffer_size / replay_buffer_capacity offset 1h", {"replay_buffer_size", "replay_buffer_capacity"}),
+    ('avg_over_time(DCGM_FI_DEV_GPU_UTIL{Hostname=~"${node}", gpu="[[gpu]]"}[1h:5m]) * 1e-2',
+     {"DCGM_FI_DEV_GPU_UTIL"}),
+    ('label_replace(up{job="node"}, "host", "$1", "instance", "(.*):.*") == bool 0', {"up"}),
+    ('{__name__="training_loss", model="m"}', {"training_loss"}),
+    ("sum without (instance) (increase(mcp_requests_total[1h])) unless ignoring (status) vector(0)",
+     {"mcp_requests_total"}),
+    ("topk(5, sum by (server) (rate(mcp_requests_total[5m]))) @ end()", {"mcp_requests_total"}),
+    ("job:http_request_duration_seconds:p99 > 1.5", {"job:http_request_duration_seconds:p99"}),
+    ("count(count by (gpu) (DCGM_FI_DEV_GPU_TEMP)) - 0x1f + inf", {"DCGM_FI_DEV_GPU_TEMP"}),
+])
+def test_metric_names_in_promql(expr, names):
+    assert metric_names_in_promql(expr) == names
+
+
+def test_is_known():
+    assert is_known("drift_psi") and is_known("DCGM_FI_DEV_GPU_UTIL") and is_known("node_cpu_seconds_total")
+    assert is_known("http_request_duration_seconds_bucket") and is_known("http_request_duration_seconds_count")
+    assert is_known("mcp_operation_duration_seconds_sum") and is_known("http_requests_created")
+    assert is_known("up") and is_known("process_resident_memory_bytes")
+    assert not is_known("drift_psi_bucket")  # not a histogram
+    assert not is_known("http_requests") and not is_known("gpu_utilization")
+    assert is_known("job:x:p99", extra={"job:x:p99"})
+
+
+def test_catalog_entries_are_well_formed():
+    for e in catalog.CATALOG.values():
+        assert e.type in ("gauge", "counter", "histogram", "summary"), e.name
+        assert e.help and e.source and e.unit, e.name
+        if e.type == "counter" and not e.name.startswith("DCGM_"):
+            assert e.name.endswith("_total"), e.name
+    for name in ("training_loss", "validation_loss", "ewc_lambda", "training_duration_seconds",
+                 "training_samples_total", "training_runs_total", "lora_versions_total", "finetuning_triggers_total",
+                 "fisher_matrix_size_bytes", "replay_buffer_size", "replay_buffer_capacity", "model_accuracy",
+                 "drift_kl_divergence", "drift_psi", "drift_current_accuracy", "drift_detected_total",
+                 "drift_window_samples", "http_request_duration_seconds", "http_requests_total",
+                 "inference_tokens_total", "cache_hits_total", "cache_misses_total", "mcp_requests_total",
+                 "mcp_operation_duration_seconds", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED",
+                 "DCGM_FI_DEV_GPU_TEMP", "aiplatform_drift_exporter_up", "aiplatform_learning_exporter_up",
+                 "aiplatform_gpu_exporter_up"):
+        assert name in catalog.CATALOG, name
+
+
+def test_docs_metrics_md_is_generated_from_the_catalog():
+    out = subprocess.run([sys.executable, "-m", "aiplatform_exporters.catalog", "--markdown"],
+                         stdout=subprocess.PIPE, check=True, universal_newlines=True).stdout
+    path = os.path.join(REPO, "docs", "metrics.md")
+    with open(path) as fh:
+        assert fh.read() == out, "docs/metrics.md is stale: run python -m aiplatform_exporters.catalog --markdown"

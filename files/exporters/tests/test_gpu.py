@@ -1,0 +1,214 @@
+"""The NVML GPU exporter against a fake NVML at the pynvml boundary."""
+
+import subprocess
+import sys
+import time
+
+from prometheus_client import generate_latest
+
+from aiplatform_exporters.config import ConfigError, Reader
+from aiplatform_exporters.gpu import GpuConfig, NvmlCollector
+from aiplatform_exporters.gpu.exporter import config_from_reader
+from conftest import wait_for
+from fake_nvml import FakeNvml, gpu, mig
+from helpers import registry_with
+
+import pytest
+
+MIB = 1 << 20
+
+
+def labels(g, index, **extra):
+    out = {"gpu": str(index), "UUID": g["uuid"], "pci_bus_id": g["pci"], "device": "nvidia%d" % index,
+           "modelName": g["name"], "Hostname": "node1", "DCGM_FI_DRIVER_VERSION": "580.105.08"}
+    out.update(extra)
+    return out
+
+
+def make(gpus=None, **cfg):
+    nvml = FakeNvml(gpus if gpus is not None else [gpu(0), gpu(1)])
+    cfg.setdefault("hostname", "node1")
+    cfg.setdefault("xid_events", False)
+    collector = NvmlCollector(GpuConfig(**cfg), nvml=nvml)
+    return nvml, collector, registry_with(collector)
+
+
+def test_dcgm_48_names_labels_and_units():
+    nvml, col, reg = make()
+    g0 = nvml.gpus[0]
+    l0 = labels(g0, 0)
+    v = reg.get_sample_value
+    assert v("aiplatform_gpu_exporter_up") == 1
+    assert v("aiplatform_gpu_exporter_gpus") == 2
+    assert v("DCGM_FI_DEV_GPU_TEMP", l0) == 31
+    assert v("DCGM_FI_DEV_GPU_TEMP", labels(nvml.gpus[1], 1)) == 32
+    assert v("DCGM_FI_DEV_MEMORY_TEMP", l0) == 40
+    assert v("DCGM_FI_DEV_SM_CLOCK", l0) == 1980 and v("DCGM_FI_DEV_MEM_CLOCK", l0) == 2619
+    assert v("DCGM_FI_DEV_POWER_USAGE", l0) == 72.5  # mW -> W
+    assert v("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", l0) == 123456789  # mJ
+    assert v("DCGM_FI_DEV_GPU_UTIL", l0) == 37 and v("DCGM_FI_DEV_MEM_COPY_UTIL", l0) == 12
+    assert v("DCGM_FI_DEV_ENC_UTIL", l0) == 0 and v("DCGM_FI_DEV_DEC_UTIL", l0) == 3
+    assert v("DCGM_FI_DEV_FB_USED", l0) == 1234  # v2 "used" excludes reserved, whole MiB
+    assert v("DCGM_FI_DEV_FB_RESERVED", l0) == g0["mem_reserved"] // MIB
+    assert v("DCGM_FI_DEV_FB_FREE", l0) == g0["mem_free"] // MIB
+    assert v("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", l0) == 0
+    assert v("DCGM_FI_DEV_XID_ERRORS", l0) == 0
+    assert v("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", l0) == 0
+    assert v("DCGM_FI_DEV_ROW_REMAP_FAILURE", l0) == 0
+    text = generate_latest(reg).decode()
+    # dcgm-exporter's label set, exactly (the order in the text is prometheus-client's; Prometheus ignores it)
+    temp = [s for fam in reg.collect() if fam.name == "DCGM_FI_DEV_GPU_TEMP" for s in fam.samples]
+    assert list(temp[0].labels) == ["gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname",
+                                    "DCGM_FI_DRIVER_VERSION"]
+    assert "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{" in text and "CONSUMPTION_total" not in text
+
+
+def test_init_once_and_handles_cached():
+    nvml, col, reg = make()
+    for _ in range(5):
+        reg.get_sample_value("aiplatform_gpu_exporter_up")
+    assert nvml.calls["nvmlInit"] == 1
+    assert nvml.calls["nvmlDeviceGetHandleByIndex"] == 2
+
+
+def test_unsupported_fields_are_omitted_for_that_gpu_only():
+    g1 = gpu(1, unsupported={"nvmlDeviceGetTotalEnergyConsumption", "memory_temp", "nvmlDeviceGetRemappedRows",
+                             "nvmlDeviceGetEncoderUtilization"})
+    nvml, col, reg = make([gpu(0), g1])
+    v = reg.get_sample_value
+    l0, l1 = labels(nvml.gpus[0], 0), labels(g1, 1)
+    for name in ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_MEMORY_TEMP", "DCGM_FI_DEV_ENC_UTIL",
+                 "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS"):
+        assert v(name, l0) is not None and v(name, l1) is None, name
+    assert v("DCGM_FI_DEV_GPU_TEMP", l1) == 32
+    # NotSupported is not an error
+    assert v("aiplatform_gpu_exporter_source_errors_total", {"operation": "device"}) == 0
+
+
+def test_no_driver_serves_only_up_zero_and_retries_init():
+    nvml = FakeNvml([gpu(0)], driver=False)
+    col = NvmlCollector(GpuConfig(hostname="node1", retry_seconds=0.2, xid_events=False), nvml=nvml)
+    reg = registry_with(col)
+    text = generate_latest(reg).decode()
+    samples = [l for l in text.splitlines() if l and not l.startswith("#")]
+    assert samples == ["aiplatform_gpu_exporter_up 0.0"]
+    reg.get_sample_value("aiplatform_gpu_exporter_up")
+    assert nvml.calls["nvmlInit"] == 1  # no retry before retry_seconds
+    nvml.driver = True  # the driver is loaded later (or the GPU comes back)
+    assert wait_for(lambda: reg.get_sample_value("aiplatform_gpu_exporter_up") == 1, timeout=3)
+    assert reg.get_sample_value("DCGM_FI_DEV_GPU_TEMP", labels(nvml.gpus[0], 0)) == 31
+
+
+def test_no_gpu_at_all_is_up_zero():
+    nvml, col, reg = make([])
+    assert reg.get_sample_value("aiplatform_gpu_exporter_up") == 0
+    assert reg.get_sample_value("aiplatform_gpu_exporter_gpus") is None
+
+
+def test_missing_pynvml_module_is_up_zero_without_crash():
+    code = ("import sys; sys.modules['pynvml'] = None\n"
+            "from prometheus_client import CollectorRegistry, generate_latest\n"
+            "from aiplatform_exporters.gpu import NvmlCollector\n"
+            "r = CollectorRegistry(); r.register(NvmlCollector())\n"
+            "print(generate_latest(r).decode())")
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, check=True).stdout
+    assert "aiplatform_gpu_exporter_up 0.0" in out
+
+
+def test_gpu_lost_then_reinitialised():
+    nvml, col, reg = make([gpu(0), gpu(1)], retry_seconds=0.1)
+    lost = nvml.gpus[1]["uuid"]
+    nvml.lost.add(lost)
+    v = reg.get_sample_value
+    assert v("DCGM_FI_DEV_GPU_TEMP", labels(nvml.gpus[1], 1)) is None
+    assert v("DCGM_FI_DEV_GPU_TEMP", labels(nvml.gpus[0], 0)) == 31
+    assert v("aiplatform_gpu_exporter_source_errors_total", {"operation": "device"}) > 0
+    time.sleep(0.15)
+    v("aiplatform_gpu_exporter_up")  # past retry_seconds: NVML is shut down and initialised again
+    assert nvml.calls["nvmlInit"] == 2 and nvml.calls["nvmlShutdown"] == 1
+    nvml.lost.clear()  # the GPU was reset
+    assert wait_for(lambda: v("DCGM_FI_DEV_GPU_TEMP", labels(nvml.gpus[1], 1)) == 32, timeout=3)
+    assert nvml.calls["nvmlInit"] >= 2 and nvml.calls["nvmlShutdown"] >= 1
+
+
+def test_xid_events_from_the_event_thread():
+    nvml, col, reg = make(xid_events=True)
+    reg.get_sample_value("aiplatform_gpu_exporter_up")
+    nvml.push_xid(1, 79)
+    l1 = labels(nvml.gpus[1], 1)
+    assert wait_for(lambda: reg.get_sample_value("DCGM_FI_DEV_XID_ERRORS", l1) == 79, timeout=3)
+    assert reg.get_sample_value("DCGM_FI_DEV_XID_ERRORS", labels(nvml.gpus[0], 0)) == 0
+    col.close()
+
+
+def test_mig_memory_per_instance_and_no_utilization():
+    g = gpu(0, name="NVIDIA A100-SXM4-80GB", mig_enabled=True,
+            migs=[mig(1, "1g.10gb", 512 * MIB, 9856 * MIB), mig(2, "3g.40gb", 1024 * MIB, 40192 * MIB)])
+    nvml, col, reg = make([g])
+    v = reg.get_sample_value
+    base = labels(g, 0)
+    assert v("DCGM_FI_DEV_GPU_UTIL", base) is None  # not supported under MIG
+    mig_labels = dict(base)
+    for key in ("Hostname", "DCGM_FI_DRIVER_VERSION"):
+        mig_labels.pop(key)
+    l1 = dict(mig_labels, GPU_I_PROFILE="1g.10gb", GPU_I_ID="1", Hostname="node1",
+              DCGM_FI_DRIVER_VERSION="580.105.08")
+    l2 = dict(mig_labels, GPU_I_PROFILE="3g.40gb", GPU_I_ID="2", Hostname="node1",
+              DCGM_FI_DRIVER_VERSION="580.105.08")
+    assert v("DCGM_FI_DEV_FB_USED", l1) == 512 and v("DCGM_FI_DEV_FB_FREE", l1) == 9856 - 512
+    assert v("DCGM_FI_DEV_FB_USED", l2) == 1024
+    used = [s for fam in reg.collect() if fam.name == "DCGM_FI_DEV_FB_USED" for s in fam.samples]
+    assert [list(s.labels) for s in used][1] == ["gpu", "UUID", "pci_bus_id", "device", "modelName",
+                                                 "GPU_I_PROFILE", "GPU_I_ID", "Hostname", "DCGM_FI_DRIVER_VERSION"]
+
+
+def test_schema_49_units_and_label_switches():
+    nvml, col, reg = make(schema="4.9", hostname_label="hostname")
+    g0 = nvml.gpus[0]
+    l0 = labels(g0, 0)
+    l0.pop("Hostname")
+    l0.pop("DCGM_FI_DRIVER_VERSION")
+    l0.update(hostname="node1", DCGM_FI_SYSTEM_DRIVER_VERSION="580.105.08")
+    v = reg.get_sample_value
+    assert v("DCGM_FI_DEV_SM_CLOCK", l0) == 1980e6  # Hz
+    assert v("DCGM_FI_DEV_GPU_UTIL", l0) == pytest.approx(0.37)  # ratio
+    assert v("DCGM_FI_DEV_FB_USED", l0) == g0["mem_used"]  # bytes
+    assert v("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", l0) == pytest.approx(123456.789)  # J
+    nvml2, col2, reg2 = make(hostname_label="none", rename={"DCGM_FI_DEV_GPU_TEMP": "gpu_temp_celsius"})
+    l = labels(nvml2.gpus[0], 0)
+    l.pop("Hostname")
+    assert reg2.get_sample_value("gpu_temp_celsius", l) == 31
+    assert reg2.get_sample_value("DCGM_FI_DEV_GPU_TEMP", l) is None
+
+
+def test_slow_fields_are_cached():
+    nvml, col, reg = make([gpu(0)], slow_fields_max_age_seconds=60)
+    for _ in range(4):
+        reg.get_sample_value("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", labels(nvml.gpus[0], 0))
+    assert nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] == 1
+    assert nvml.calls["nvmlDeviceGetTemperature"] == 4
+
+
+def test_gpu_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"gpu\.schema: must be one of 4\.8, 4\.9"):
+        config_from_reader(Reader({"gpu": {"schema": "5"}}))
+    with pytest.raises(ConfigError, match=r"gpu\.exclude_fields\[0\]: unknown field 'DCGM_FI_DEV_FAN'"):
+        config_from_reader(Reader({"gpu": {"exclude_fields": ["DCGM_FI_DEV_FAN"]}}))
+    with pytest.raises(ConfigError, match=r"gpu\.rename\.DCGM_FI_DEV_GPU_TEMP: must be a valid metric name"):
+        config_from_reader(Reader({"gpu": {"rename": {"DCGM_FI_DEV_GPU_TEMP": "bad name"}}}))
+    with pytest.raises(ConfigError, match=r"gpu\.hostnme: unknown key"):
+        r = Reader({"gpu": {"hostnme": "x"}})
+        config_from_reader(r)
+
+
+def test_every_gpu_family_is_catalogued_with_its_labels():
+    from aiplatform_exporters import catalog
+
+    g = gpu(1, name="NVIDIA A100-SXM4-80GB", mig_enabled=True, migs=[mig(1, "1g.10gb", MIB, 10 * MIB)])
+    nvml, col, reg = make([gpu(0), g])
+    for fam in reg.collect():
+        entry = catalog.spec(fam.name + "_total" if fam.type == "counter" else fam.name)
+        for s in fam.samples:
+            assert catalog.is_known(s.name), s.name
+            assert set(s.labels) <= set(entry.labels), (s.name, s.labels)
