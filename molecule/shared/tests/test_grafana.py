@@ -1,0 +1,97 @@
+"""Grafana on the monitoring host (the API stand-in in molecule and the lab; grafana_install: false).
+
+Asks the Grafana API itself for what the role delivered (datasources, folder, the three dashboards,
+one deploy annotation), then runs the dashboard truth check on the host, polling until every panel
+of the three dashboards returns data (the demo workload needs a few minutes to fill every series).
+"""
+import base64
+import json
+import time
+
+from conftest import http
+
+testinfra_hosts = ["ansible://monitoring"]
+
+GRAFANA = "http://127.0.0.1:3000"
+CHECK = "/usr/local/bin/aiplatform-check-dashboards"
+VENV_PYTHON = "/opt/aiplatform-exporters/venv/bin/python"
+DASHBOARDS = {"platform-overview": 11, "learning-engine": 16, "mcp-activity": 15}
+TRUTH_CHECK_DEADLINE_S = 360
+TRUTH_CHECK_DELAY_S = 20
+
+
+def _auth(hostvars):
+    return "%s:%s" % (hostvars.get("grafana_admin_user", "admin"), hostvars["grafana_admin_password"])
+
+
+def _api(host, hostvars, path):
+    status, body = http(host, GRAFANA + path, auth=_auth(hostvars))
+    assert status == 200, f"{path} answered {status}: {body[:300]}"
+    return json.loads(body)
+
+
+def test_api_healthy(host):
+    status, body = http(host, GRAFANA + "/api/health")
+    assert status == 200 and json.loads(body)["database"] == "ok"
+
+
+def test_datasources_by_fixed_uid(host, hostvars):
+    prom = _api(host, hostvars, "/api/datasources/uid/aiplatform-prometheus")
+    assert prom["type"] == "prometheus" and prom["isDefault"] is True
+    assert prom["jsonData"]["timeInterval"] == "15s"
+    pg = _api(host, hostvars, "/api/datasources/uid/aiplatform-postgres")
+    assert pg["type"] == "grafana-postgresql-datasource"
+    assert pg["user"] == "grafana_reader"
+    assert pg["jsonData"]["database"] == "ai_platform"
+    ssl = hostvars.get("postgresql_ssl_enabled", False)
+    assert pg["jsonData"]["sslmode"] == ("require" if ssl else "disable")
+    assert pg["secureJsonFields"].get("password") is True
+
+
+def test_dashboards_in_the_folder(host, hostvars):
+    folder = _api(host, hostvars, "/api/folders/aiplatform")
+    assert folder["title"] == "AI platform"
+    for uid, count in DASHBOARDS.items():
+        got = _api(host, hostvars, f"/api/dashboards/uid/{uid}")
+        panels = [p for p in got["dashboard"]["panels"] if p["type"] != "row"]
+        assert len(panels) == count, uid
+        assert got["meta"]["folderUid"] == "aiplatform"
+        versions = _api(host, hostvars, f"/api/dashboards/uid/{uid}/versions")
+        assert versions and versions[-1]["message"].startswith("aiplatform.observability:")
+
+
+def test_one_deploy_annotation_per_deploy_event(host, hostvars):
+    # converge posts one; the idempotence run changes nothing and must not post another
+    found = _api(host, hostvars, "/api/annotations?tags=aiplatform&tags=deploy&limit=100")
+    assert len(found) == 1, found
+    assert found[0]["text"].startswith("aiplatform.observability deployed:")
+
+
+def test_truth_check_installed(host):
+    f = host.file(CHECK)
+    assert f.exists and f.mode == 0o755 and f.user == "root"
+
+
+def test_every_panel_returns_data(host, hostvars):
+    """The truth check on the host: every panel target of the three dashboards returns data."""
+    env = "PGPASSWORD=%s\nGRAFANA_PASSWORD=%s\n" % (hostvars["postgresql_grafana_reader_password"],
+                                                     hostvars["grafana_admin_password"])
+    env_file = "/root/.aiplatform-check-env"
+    host.run("umask 077 && printf %s | base64 -d > %s",
+             base64.b64encode(env.encode()).decode(), env_file)
+    python = VENV_PYTHON if host.file(VENV_PYTHON).exists else "python3"
+    deadline = time.monotonic() + TRUTH_CHECK_DEADLINE_S
+    try:
+        while True:
+            cmd = host.run("%s %s --env-file %s --grafana-url %s --grafana-user %s --prometheus-url "
+                           "http://127.0.0.1:9090 --pg-host 127.0.0.1 --pg-sslmode %s",
+                           python, CHECK, env_file, GRAFANA, hostvars.get("grafana_admin_user", "admin"),
+                           "require" if hostvars.get("postgresql_ssl_enabled", False) else "disable")
+            if cmd.rc == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(TRUTH_CHECK_DELAY_S)
+    finally:
+        host.run("rm -f %s", env_file)
+    print(cmd.stdout)
+    assert cmd.rc == 0, "panels without data after %ds:\n%s%s" % (
+        TRUTH_CHECK_DEADLINE_S, "\n".join(line for line in cmd.stdout.splitlines() if line.startswith("!!")), cmd.stderr)
