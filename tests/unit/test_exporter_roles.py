@@ -1,0 +1,472 @@
+"""Roles gpu_exporter, platform_exporters and demo_workload, tested without the lab.
+
+* render: every unit and config file the roles write, from a throwaway inventory, checked by the
+  programs themselves (--check-config) and scored by `systemd-analyze security --offline` (<= 3.0);
+* detection: the GPU probe against a fake /sys, and what each gpu_exporter_no_gpu_action does;
+* preflight: bad input stops with a message naming the variable;
+* wheelhouse: built for CPython 3.11 and 3.13, cached (second build unchanged), and installable
+  with --no-index into a fresh virtualenv;
+* the demo service and the exporters run (the latter under prctl(PR_SET_MDWE), the kernel's
+  equivalent of MemoryDenyWriteExecute=) and serve their metrics.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PLAYBOOK = [str(BIN / "ansible-playbook")]
+ENV = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
+           ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
+
+INVENTORY = {
+    "all": {
+        "vars": {"postgresql_exporter_password": "exporter-secret", "postgresql_owner_password": "owner-secret"},
+        "children": {
+            "monitoring": {"hosts": {"mon1": {
+                "platform_exporters_postgres_exporter_enabled": True,
+                "demo_workload_enabled": True,
+                "platform_exporters_drift_models": [
+                    {"name": "llm-main", "features": [{"name": "prompt_length", "kind": "numeric"},
+                                                      {"name": "topic", "kind": "categorical"}]}],
+            }}},
+            "database": {"hosts": {"db1": {}}},
+            "gpu_nodes": {"hosts": {
+                "gpu-nvml": {"gpu_exporter_backend": "nvml"},
+                "gpu-dcgm": {"gpu_exporter_dcgm_profiling": True},
+                "gpu-dcgm-embedded": {"gpu_exporter_dcgm_hostengine": False},
+                "gpu-off": {"gpu_exporter_enabled": False},
+            }},
+        },
+    }
+}
+
+RENDER_PLAYBOOK = """
+- hosts: monitoring
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {name: aiplatform.observability.platform_exporters, tasks_from: render}
+    - ansible.builtin.include_role: {name: aiplatform.observability.demo_workload, tasks_from: render}
+- hosts: gpu_nodes
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {name: aiplatform.observability.gpu_exporter, tasks_from: render}
+"""
+
+
+def _run(args, cwd=ROOT, check=True, timeout=600):
+    proc = subprocess.run(args, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-4000:]
+    return proc
+
+
+def _playbook(tmp, text, inventory, *extra, check=True):
+    (tmp / "pb.yml").write_text(textwrap.dedent(text))
+    (tmp / "inv.yml").write_text(yaml.safe_dump(inventory))
+    return _run(PLAYBOOK + ["-i", str(tmp / "inv.yml"), str(tmp / "pb.yml")] + list(extra), check=check)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("render")
+    _playbook(tmp, RENDER_PLAYBOOK, INVENTORY, "-e", "render_dir=%s" % (tmp / "out"))
+    return tmp / "out"
+
+
+def _score(unit_file):
+    out = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit_file)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True).stdout
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out)
+    assert m, out[-2000:]
+    return float(m.group(1))
+
+
+UNITS = [
+    ("mon1", "aiplatform-drift-exporter.service"),
+    ("mon1", "aiplatform-learning-exporter.service"),
+    ("mon1", "aiplatform-demo-workload.service"),
+    ("mon1", "aiplatform-demo-feeder.service"),
+    ("gpu-nvml", "aiplatform-gpu-exporter.service"),
+    ("gpu-dcgm", "dcgm-exporter.service"),
+]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+@pytest.mark.parametrize("host,unit", UNITS, ids=["%s/%s" % u for u in UNITS])
+def test_units_are_hardened(rendered, host, unit):
+    path = rendered / host / "etc/systemd/system" / unit
+    text = path.read_text()
+    for directive in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+                      "RestrictAddressFamilies=", "SystemCallFilter=@system-service", "SystemCallErrorNumber=EPERM"):
+        assert directive in text, "%s lacks %s" % (unit, directive)
+    score = _score(path)
+    print("%s %s: systemd-analyze exposure %.1f" % (host, unit, score))
+    assert score <= 3.0
+
+
+def test_postgres_exporter_dropin_is_hardened_and_keeps_the_password_out(rendered):
+    dropin = rendered / "mon1/etc/systemd/system/prometheus-postgres-exporter.service.d/10-aiplatform.conf"
+    default = (rendered / "mon1/etc/default/prometheus-postgres-exporter").read_text()
+    assert "LoadCredential=db_password:/etc/aiplatform-exporters/credentials/postgres-exporter-db-password" \
+        in dropin.read_text()
+    assert "DATA_SOURCE_PASS_FILE=%d/db_password" in dropin.read_text()
+    assert "DATA_SOURCE_URI='db1:5432/ai_platform?sslmode=prefer'" in default
+    assert "exporter-secret" not in default + dropin.read_text()
+    # The Debian package's unit with the drop-in applied, scored as one file.
+    merged = rendered / "prometheus-postgres-exporter.service"
+    merged.write_text(textwrap.dedent("""\
+        [Unit]
+        Description=Prometheus exporter for PostgreSQL
+        [Service]
+        User=prometheus
+        EnvironmentFile=/etc/default/prometheus-postgres-exporter
+        ExecStart=/usr/bin/prometheus-postgres-exporter $ARGS
+        Restart=on-failure
+        [Install]
+        WantedBy=multi-user.target
+        """) + dropin.read_text().split("[Service]", 1)[1].join(["[Service]", ""]))
+    score = _score(merged)
+    print("prometheus-postgres-exporter (package unit + drop-in): exposure %.1f" % score)
+    assert score <= 3.0
+
+
+def test_secrets_never_in_rendered_files(rendered):
+    for path in rendered.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert "exporter-secret" not in text and "owner-secret" not in text, path
+
+
+def test_units_use_credentials_and_the_release_venv(rendered):
+    drift = (rendered / "mon1/etc/systemd/system/aiplatform-drift-exporter.service").read_text()
+    assert "ExecStart=/opt/aiplatform-exporters/venv/bin/aiplatform-drift-exporter --config " \
+           "/etc/aiplatform-exporters/drift.yml" in drift
+    assert "LoadCredential=db_password:/etc/aiplatform-exporters/credentials/exporter-db-password" in drift
+    assert "MemoryDenyWriteExecute=yes" in drift
+    feeder = (rendered / "mon1/etc/systemd/system/aiplatform-demo-feeder.service").read_text()
+    assert "LoadCredential=db_password:/etc/aiplatform-exporters/credentials/demo-feeder-db-password" in feeder
+    workload = (rendered / "mon1/etc/systemd/system/aiplatform-demo-workload.service").read_text()
+    assert "LoadCredential" not in workload
+
+
+@pytest.mark.parametrize("program,config", [
+    ("aiplatform-drift-exporter", "mon1/etc/aiplatform-exporters/drift.yml"),
+    ("aiplatform-learning-exporter", "mon1/etc/aiplatform-exporters/learning.yml"),
+    ("aiplatform-gpu-exporter", "gpu-nvml/etc/aiplatform-exporters/gpu.yml"),
+])
+def test_rendered_configs_pass_the_exporters_own_check(rendered, program, config):
+    proc = _run([str(BIN / program), "--check-config", "--config", str(rendered / config)], check=False)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_rendered_configs_follow_the_variables(rendered):
+    drift = yaml.safe_load((rendered / "mon1/etc/aiplatform-exporters/drift.yml").read_text())
+    assert drift["listen"] == "0.0.0.0:19841"
+    assert drift["database"] == {"host": "db1", "port": 5432, "dbname": "ai_platform", "user": "aiplatform_exporter",
+                                 "schema": "platform", "sslmode": "prefer",
+                                 "application_name": "aiplatform-drift-exporter"}
+    assert drift["drift"]["thresholds"] == {"psi": 0.2, "kl_divergence": 0.2}
+    assert drift["drift"]["min_window_samples"] == 500
+    assert drift["models"][0]["features"][1] == {"name": "topic", "kind": "categorical"}
+    learning = yaml.safe_load((rendered / "mon1/etc/aiplatform-exporters/learning.yml").read_text())
+    assert learning["listen"] == "0.0.0.0:19842"
+    gpu = yaml.safe_load((rendered / "gpu-nvml/etc/aiplatform-exporters/gpu.yml").read_text())
+    assert gpu["listen"] == "0.0.0.0:9400" and gpu["gpu"]["schema"] == "4.8"
+
+
+@pytest.mark.parametrize("script,config", [
+    ("demo_workload.py", "demo-workload.yml"),
+    ("demo_feeder.py", "demo-feeder.yml"),
+])
+def test_rendered_demo_configs_pass_their_check(rendered, script, config):
+    proc = _run([sys.executable, str(ROOT / "roles/demo_workload/files" / script), "--check-config", "--config",
+                 str(rendered / "mon1/etc/aiplatform-exporters" / config)], check=False)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_gpu_fact_is_predicted_from_the_variables(rendered):
+    fact = "etc/ansible/facts.d/aiplatform_gpu_exporter.fact"
+    assert json.loads((rendered / "gpu-nvml" / fact).read_text()) == {"deployed": True, "port": 9400,
+                                                                       "backend": "nvml"}
+    assert json.loads((rendered / "gpu-dcgm" / fact).read_text()) == {"deployed": True, "port": 9400,
+                                                                       "backend": "dcgm"}
+    assert json.loads((rendered / "gpu-off" / fact).read_text()) == {"deployed": False}
+    assert not (rendered / "gpu-off/etc/systemd/system").exists() or \
+        not list((rendered / "gpu-off/etc/systemd/system").iterdir())
+
+
+def test_dcgm_exporter_uses_the_host_engine_service_and_the_counters(rendered):
+    unit = (rendered / "gpu-dcgm/etc/systemd/system/dcgm-exporter.service").read_text()
+    exec_start = [line for line in unit.splitlines() if line.startswith("ExecStart=")][0]
+    assert exec_start == ("ExecStart=/usr/bin/dcgm-exporter -f /etc/dcgm-exporter/aiplatform-counters.csv "
+                          "-a :9400 -c 30000 -r localhost:5555")
+    assert "User=aiplatform-exporter" in unit
+    embedded = (rendered / "gpu-dcgm-embedded/etc/systemd/system/dcgm-exporter.service").read_text()
+    assert "-r localhost:5555" not in embedded and "User=" not in embedded
+    csv = (rendered / "gpu-dcgm/etc/dcgm-exporter/aiplatform-counters.csv").read_text()
+    rows = [line.split(", ") for line in csv.splitlines() if line and not line.startswith("#")]
+    names = [r[0] for r in rows]
+    assert "DCGM_FI_DEV_GPU_UTIL" in names and "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE" in names
+    assert all(len(r) == 3 and r[1] in ("gauge", "counter") for r in rows)
+    plain = (rendered / "gpu-dcgm-embedded/etc/dcgm-exporter/aiplatform-counters.csv").read_text()
+    assert "DCGM_FI_PROF_" not in plain
+
+
+# ---------------------------------------------------------------- detection and preflight (local)
+
+def _fake_sys(root, devices, driver=None):
+    for addr, vendor, cls in devices:
+        d = root / "bus/pci/devices" / addr
+        d.mkdir(parents=True)
+        (d / "vendor").write_text(vendor + "\n")
+        (d / "class").write_text(cls + "\n")
+    (root / "bus/pci/devices").mkdir(parents=True, exist_ok=True)
+    if driver:
+        (root / "module/nvidia").mkdir(parents=True)
+        (root / "module/nvidia/version").write_text(driver + "\n")
+    return root
+
+
+LOCAL = {"all": {"hosts": {"node1": {"ansible_connection": "local",
+                                     "ansible_python_interpreter": sys.executable}}}}
+DETECT = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {name: aiplatform.observability.gpu_exporter, tasks_from: detect}
+    - ansible.builtin.debug:
+        msg: "RESULT {{ {'gpus': __gpu_exporter_gpus, 'driver': __gpu_exporter_driver,
+                         'deploy': __gpu_exporter_deploy | bool} | to_json }}"
+"""
+
+
+def _detect(tmp, sysroot, action):
+    proc = _playbook(tmp, DETECT, LOCAL, "-e", "__gpu_exporter_sysfs_root=%s" % sysroot,
+                     "-e", "__gpu_exporter_procfs_root=%s" % (tmp / "noproc"), "-e",
+                     "gpu_exporter_no_gpu_action=%s" % action, check=False)
+    m = re.search(r"RESULT (\{.*\})", proc.stdout)
+    return proc, (json.loads(m.group(1).replace('\\"', '"')) if m else None)
+
+
+def test_detects_nvidia_display_and_3d_controllers_only(tmp_path):
+    sysroot = _fake_sys(tmp_path / "sys", [
+        ("0000:53:00.0", "0x10de", "0x030200"),  # H100: 3D controller
+        ("0000:54:00.0", "0x10de", "0x030000"),  # VGA
+        ("0000:55:00.0", "0x10de", "0x068000"),  # NVSwitch bridge: not a GPU
+        ("0000:00:02.0", "0x8086", "0x030000"),  # another vendor's GPU
+    ], driver="580.105.08")
+    proc, result = _detect(tmp_path, sysroot, "fail")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert result == {"gpus": ["0000:53:00.0", "0000:54:00.0"], "driver": "580.105.08", "deploy": True}
+
+
+def test_driver_version_from_proc_when_sys_module_is_absent(tmp_path):
+    sysroot = _fake_sys(tmp_path / "sys", [("0000:53:00.0", "0x10de", "0x030200")])
+    proc_root = tmp_path / "noproc/driver/nvidia"
+    proc_root.mkdir(parents=True)
+    (proc_root / "version").write_text(
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build  (dvs-builder@U16)\n"
+        "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
+    proc, result = _detect(tmp_path, sysroot, "fail")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert result["driver"] == "570.86.15"
+
+
+def test_no_gpu_fails_by_default_naming_the_host_and_the_variable(tmp_path):
+    sysroot = _fake_sys(tmp_path / "sys", [("0000:00:02.0", "0x8086", "0x030000")])
+    proc, _ = _detect(tmp_path, sysroot, "fail")
+    assert proc.returncode != 0
+    assert "node1 is in gpu_nodes but has no NVIDIA GPU" in proc.stdout
+    assert "gpu_exporter_no_gpu_action" in proc.stdout
+
+
+@pytest.mark.parametrize("action,deploy", [("skip", False), ("deploy", True)])
+def test_no_gpu_skip_or_deploy(tmp_path, action, deploy):
+    sysroot = _fake_sys(tmp_path / "sys", [])
+    proc, result = _detect(tmp_path, sysroot, action)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert result == {"gpus": [], "driver": "", "deploy": deploy}
+
+
+PREFLIGHT = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {name: aiplatform.observability.ROLE, tasks_from: preflight}
+"""
+
+
+@pytest.mark.parametrize("role,extra,needle", [
+    ("platform_exporters", {"postgresql_exporter_password": "x"}, "platform_exporters_drift_models must list"),
+    ("platform_exporters", {"platform_exporters_drift_models": [{"name": "m", "features": [{"name": "f"}]}]},
+     "platform_exporters_db_password is empty on node1"),
+    ("platform_exporters", {"postgresql_exporter_password": "x", "platform_exporters_drift_models":
+                            [{"name": "m", "features": [{"name": "f", "kind": "ordinal"}]}]},
+     "platform_exporters_drift_models must list"),
+    ("platform_exporters", {"postgresql_exporter_password": "x", "platform_exporters_learning_port": 19841,
+                            "platform_exporters_drift_models": [{"name": "m", "features": [{"name": "f"}]}]},
+     "must be different ports"),
+    ("gpu_exporter", {"gpu_exporter_dcgm_version": "1:4.2.3-1", "gpu_exporter_dcgm_exporter_version": "4.1.1-4.0.4-1"},
+     "must be paired"),
+    ("gpu_exporter", {"gpu_exporter_dcgm_version": "1:4.2.3-1"}, "go together"),
+    ("gpu_exporter", {"gpu_exporter_no_gpu_action": "ignore"}, "gpu_exporter_no_gpu_action"),
+    ("demo_workload", {"demo_workload_enabled": True}, "demo_workload_feeder_models"),
+])
+def test_preflight_names_the_variable(tmp_path, role, extra, needle):
+    inv = {"all": {"hosts": {"node1": dict(LOCAL["all"]["hosts"]["node1"], **extra)}}}
+    proc = _playbook(tmp_path, PREFLIGHT.replace("ROLE", role), inv, check=False)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert needle in proc.stdout, proc.stdout[-3000:]
+
+
+def test_preflight_accepts_paired_dcgm_versions(tmp_path):
+    inv = {"all": {"hosts": {"node1": dict(LOCAL["all"]["hosts"]["node1"], gpu_exporter_dcgm_version="1:4.2.3-1",
+                                           gpu_exporter_dcgm_exporter_version="4.2.3-4.1.3-1")}}}
+    proc = _playbook(tmp_path, PREFLIGHT.replace("ROLE", "gpu_exporter"), inv, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_roles_pass_syntax_check(tmp_path):
+    (tmp_path / "pb.yml").write_text(textwrap.dedent("""
+        - hosts: gpu_nodes
+          roles: [aiplatform.observability.gpu_exporter]
+        - hosts: monitoring
+          roles: [aiplatform.observability.platform_exporters, aiplatform.observability.demo_workload]
+        """))
+    (tmp_path / "inv.yml").write_text(yaml.safe_dump(INVENTORY))
+    _run(PLAYBOOK + ["--syntax-check", "-i", str(tmp_path / "inv.yml"), str(tmp_path / "pb.yml")])
+
+
+# ---------------------------------------------------------------- wheelhouse
+
+BUILDER = ROOT / "roles/platform_exporters/files/build_wheelhouse.py"
+
+
+def test_wheelhouse_for_debian_12_and_13_is_cached_and_installs_offline(tmp_path):
+    cache = tmp_path / "cache"
+    args = [sys.executable, str(BUILDER), "--source", str(ROOT / "files/exporters"), "--cache", str(cache),
+            "--extras", "gpu", "--target", "3.11:x86_64:2.36", "--target", "3.13:x86_64:2.41"]
+    first = json.loads(_run(args).stdout)
+    assert first["changed"] is True
+    for target, py in (("3.11:x86_64:2.36", "cp311"), ("3.13:x86_64:2.41", "cp313")):
+        wheels = first["wheelhouses"][target]["wheels"]
+        names = [re.split(r"-\d", w, 1)[0].lower().replace("_", "-") for w in wheels]
+        for dist in ("aiplatform-exporters", "numpy", "psycopg", "psycopg-binary", "prometheus-client", "pyyaml",
+                     "nvidia-ml-py"):
+            assert dist in names, (target, sorted(wheels))
+        binary = [w for w in wheels if not w.endswith("-none-any.whl")]
+        assert binary and all("-%s-" % py in w for w in binary), binary
+    started = time.monotonic()
+    second = json.loads(_run(args).stdout)
+    elapsed = time.monotonic() - started
+    print("wheelhouse: second build %.2f s, ids %s" % (elapsed, {k: v["id"] for k, v in second["wheelhouses"].items()}))
+    assert second["changed"] is False
+    assert {k: v["id"] for k, v in second["wheelhouses"].items()} == {k: v["id"] for k, v in first["wheelhouses"].items()}
+    assert not (ROOT / "files/exporters/build").exists()
+    if sys.version_info[:2] != (3, 11):
+        return
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)])
+    setdir = first["wheelhouses"]["3.11:x86_64:2.36"]["path"]
+    env_args = [str(venv / "bin/python"), "-m", "pip", "install", "--no-index", "--find-links", setdir,
+                "--disable-pip-version-check", first["wheelhouses"]["3.11:x86_64:2.36"]["requirement"]]
+    proc = subprocess.run(env_args, env=dict(ENV, PIP_CONFIG_FILE=os.devnull), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    _run([str(venv / "bin/python"), "-c", "import numpy, psycopg, pynvml, aiplatform_exporters.drift.exporter"])
+
+
+# ---------------------------------------------------------------- the programs run
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scrape(port, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+                return r.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+MDWE = ("import ctypes, runpy, sys; libc = ctypes.CDLL(None, use_errno=True); "
+        "assert libc.prctl(65, 1, 0, 0, 0) == 0, 'PR_SET_MDWE refused'; "
+        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def _mdwe_supported():
+    return subprocess.run([sys.executable, "-c", MDWE.split("sys.argv")[0]]).returncode == 0
+
+
+@pytest.mark.parametrize("program,config", [
+    ("aiplatform-drift-exporter", {"database": {"host": "127.0.0.1", "port": 1, "connect_timeout_seconds": 1},
+                                   "models": [{"name": "m", "features": [{"name": "f"}]}]}),
+    ("aiplatform-learning-exporter", {"database": {"host": "127.0.0.1", "port": 1, "connect_timeout_seconds": 1}}),
+    ("aiplatform-gpu-exporter", {}),
+])
+def test_exporter_runs_without_writable_executable_memory(tmp_path, program, config):
+    if not _mdwe_supported():
+        pytest.skip("kernel without PR_SET_MDWE (Linux < 6.3)")
+    port = _free_port()
+    (tmp_path / "c.yml").write_text(yaml.safe_dump(dict(config, listen="127.0.0.1:%d" % port)))
+    proc = subprocess.Popen([sys.executable, "-c", MDWE, str(BIN / program), "--config", str(tmp_path / "c.yml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    try:
+        body = _scrape(port)
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0]
+    prefix = program.replace("aiplatform-", "aiplatform_").replace("-", "_")
+    # no database / no GPU here: the exporter reports its source down and keeps serving
+    assert re.search(r"^%s_up 0\.0$" % prefix, body, re.M), out[-2000:] + body[:1000]
+
+
+def test_demo_workload_generates_every_platform_metric(tmp_path):
+    port = _free_port()
+    cfg = {"listen": "127.0.0.1:%d" % port, "requests_per_second": 40, "concurrency": 8, "error_ratio": 0.2,
+           "slow_phase": {"period_seconds": 0, "duration_seconds": 0, "latency_factor": 1.0, "error_ratio": 0.2},
+           "cache_hit_ratio": 0.6,
+           "mcp_servers": {"filesystem": {"operations": ["read_file"], "latency_seconds": 0.01, "error_ratio": 0.3},
+                           "search": {"operations": ["query"], "latency_seconds": 0.02, "error_ratio": 0.3}}}
+    (tmp_path / "c.yml").write_text(yaml.safe_dump(cfg))
+    args = [str(ROOT / "roles/demo_workload/files/demo_workload.py"), "--config", str(tmp_path / "c.yml")]
+    cmd = [sys.executable, "-c", MDWE] + args if _mdwe_supported() else [sys.executable] + args
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    try:
+        _scrape(port)
+        time.sleep(8)
+        body = _scrape(port)
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0]
+    for pattern in (r'^http_request_duration_seconds_bucket\{.*le="1\.5"',
+                    r'^http_requests_total\{.*status="200"',
+                    r'^http_requests_total\{.*status="5\d\d"',
+                    r'^inference_requests_total\{',
+                    r'^inference_tokens_total\{.*type="prompt"',
+                    r'^inference_tokens_total\{.*type="completion"',
+                    r'^cache_hits_total\{', r'^cache_misses_total\{',
+                    r'^inference_queue_depth\{', r'^inference_batch_size_bucket\{',
+                    r'^mcp_requests_total\{.*status="success"', r'^mcp_requests_total\{.*status="error"',
+                    r'^mcp_operation_duration_seconds_bucket\{.*server="search"'):
+        assert re.search(pattern, body, re.M), pattern + "\n" + out[-1500:]
