@@ -75,10 +75,11 @@ sanity: setup
 	bash tests/run_sanity.sh
 
 unit: setup
-	pytest -q tests/unit files/exporters/tests
+	pytest -q -p no:cacheprovider tests/unit
+	cd files/exporters && pytest -q -p no:cacheprovider
 
 integration: setup
-	pytest -q tests/integration
+	pytest -q -p no:cacheprovider tests/integration
 
 molecule: setup images
 	@for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s; done

@@ -13,13 +13,14 @@ from pathlib import Path
 import bcrypt
 import pytest
 import yaml
+from site_vars import SITE_VARS
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 PASSWORD = "correct horse battery staple"
 INVENTORY = {
     "all": {
-        "vars": {"ansible_connection": "ssh", "ansible_ssh_common_args": "-o ConnectTimeout=2"},
+        "vars": {"ansible_connection": "ssh", "ansible_ssh_common_args": "-o ConnectTimeout=2", **SITE_VARS},
         "hosts": {
             "mon1": {"ansible_host": "192.0.2.10"},
             "gpu1": {"ansible_host": "192.0.2.11", "gpu_exporter_port": 9500},
@@ -82,8 +83,9 @@ def targets(job):
 
 
 def test_render_writes_the_files_of_each_monitoring_host(rendered):
-    files = sorted(str(p.relative_to(rendered)) for p in rendered.rglob("*") if p.is_file())
-    assert files == [
+    files = {str(p.relative_to(rendered)) for p in rendered.rglob("*") if p.is_file()}
+    # Prometheus' and Alertmanager's files; the other roles' renders are covered by their own tests.
+    assert files >= {
         "mon1/etc/alertmanager/alertmanager.yml",
         "mon1/etc/prometheus/prometheus.yml",
         "mon1/etc/prometheus/rules/aiplatform-alerts.rules.yml",
@@ -91,7 +93,7 @@ def test_render_writes_the_files_of_each_monitoring_host(rendered):
         "mon1/etc/prometheus/web-config.yml",
         "mon1/etc/systemd/system/prometheus-alertmanager.service",
         "mon1/etc/systemd/system/prometheus.service",
-    ]
+    }
 
 
 def test_prometheus_config_is_valid(rendered):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from site_vars import SITE_VARS
 
 REPO = Path(__file__).resolve().parents[2]
 PROMTOOL_TESTS = REPO / "tests" / "promtool"
@@ -18,6 +19,7 @@ ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 RULES_DIR = "etc/prometheus/rules"
 INVENTORY = {
     "all": {
+        "vars": dict(SITE_VARS),
         "hosts": {"mon1": {"ansible_host": "192.0.2.10"}, "gpu1": {"ansible_host": "192.0.2.11"}},
         "children": {"monitoring": {"hosts": {"mon1": {}}}, "gpu_nodes": {"hosts": {"gpu1": {}}}},
     }
