@@ -445,7 +445,7 @@ def test_demo_workload_generates_every_platform_metric(tmp_path):
     port = _free_port()
     cfg = {"listen": "127.0.0.1:%d" % port, "requests_per_second": 40, "concurrency": 8, "error_ratio": 0.2,
            "slow_phase": {"period_seconds": 0, "duration_seconds": 0, "latency_factor": 1.0, "error_ratio": 0.2},
-           "cache_hit_ratio": 0.6,
+           "cache_hit_ratio": 0.6, "simulated_gpus": 2,
            "mcp_servers": {"filesystem": {"operations": ["read_file"], "latency_seconds": 0.01, "error_ratio": 0.3},
                            "search": {"operations": ["query"], "latency_seconds": 0.02, "error_ratio": 0.3}}}
     (tmp_path / "c.yml").write_text(yaml.safe_dump(cfg))
@@ -468,5 +468,8 @@ def test_demo_workload_generates_every_platform_metric(tmp_path):
                     r'^cache_hits_total\{', r'^cache_misses_total\{',
                     r'^inference_queue_depth\{', r'^inference_batch_size_bucket\{',
                     r'^mcp_requests_total\{.*status="success"', r'^mcp_requests_total\{.*status="error"',
-                    r'^mcp_operation_duration_seconds_bucket\{.*server="search"'):
+                    r'^mcp_operation_duration_seconds_bucket\{.*server="search"',
+                    # the lab's simulated GPUs, never mistakable for real ones
+                    r'^DCGM_FI_DEV_GPU_UTIL\{.*gpu="1".*modelName="Simulated GPU \(demo workload\)"',
+                    r'^DCGM_FI_DEV_FB_USED\{.*UUID="GPU-simulated-0"', r'^DCGM_FI_DEV_GPU_TEMP\{'):
         assert re.search(pattern, body, re.M), pattern + "\n" + out[-1500:]

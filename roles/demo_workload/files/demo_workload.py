@@ -9,6 +9,11 @@ completion tokens, KV/prompt cache hits and misses, queue depth and batch
 size, and calls to several MCP servers with their own latencies and errors.
 /metrics serves prometheus_client's default registry.
 
+`simulated_gpus: N` (default 0) adds N SIMULATED GPUs in dcgm-exporter's format (utilization,
+framebuffer memory, temperature, power, clocks) whose load follows the request rate, for labs
+that have no GPU. Every simulated series carries modelName="Simulated GPU (demo workload)" and
+UUID "GPU-simulated-<n>", so it can never be mistaken for a real device.
+
     python demo_workload.py --config /etc/aiplatform-exporters/demo-workload.yml
 """
 
@@ -48,7 +53,9 @@ DEFAULTS = {
         "github": {"operations": ["get_issue", "create_comment"], "latency_seconds": 0.9, "error_ratio": 0.06},
     },
     "cache_hit_ratio": 0.8,
+    "simulated_gpus": 0,
 }
+SIMULATED_MODEL = "Simulated GPU (demo workload)"
 
 
 class ConfigError(Exception):
@@ -88,6 +95,9 @@ def _check(cfg):
     number("concurrency", cfg["concurrency"], 1, 64)
     number("error_ratio", cfg["error_ratio"], 0, 1)
     number("cache_hit_ratio", cfg["cache_hit_ratio"], 0, 1)
+    if isinstance(cfg["simulated_gpus"], bool) or not isinstance(cfg["simulated_gpus"], int) \
+            or not 0 <= cfg["simulated_gpus"] <= 16:
+        raise ConfigError("simulated_gpus: must be an integer in [0, 16], got %r" % (cfg["simulated_gpus"],))
     for key in ("period_seconds", "duration_seconds"):
         number("slow_phase." + key, cfg["slow_phase"][key], 0, 86400)
     number("slow_phase.latency_factor", cfg["slow_phase"]["latency_factor"], 1, 100)
@@ -182,6 +192,56 @@ class Workload(object):
     def tool(self, server):
         ok = self._mcp(server)
         return (200, {"server": server}) if ok else (502, {"error": "tool call failed"})
+
+
+class SimulatedGPUCollector(object):
+    """dcgm-exporter-shaped series for `count` simulated GPUs, produced at scrape time.
+
+    Utilization follows the workload's in-flight load and a slow sine; memory, temperature,
+    power and clocks follow utilization. Values stay inside what an idle-to-busy H100 shows.
+    """
+
+    FIELDS = (
+        ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %)."),
+        ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB)."),
+        ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB)."),
+        ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C)."),
+        ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W)."),
+        ("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz)."),
+    )
+    FB_TOTAL_MIB = 81559
+
+    def __init__(self, count, hostname, clock=time.time):
+        self.count = count
+        self.hostname = hostname
+        self.clock = clock
+
+    def _values(self, index):
+        t = self.clock()
+        util = 55 + 30 * math.sin(t / 300.0 + index * 1.7) + random.uniform(-5, 5)
+        util = max(0.0, min(100.0, util))
+        used = int(self.FB_TOTAL_MIB * (0.25 + 0.6 * util / 100.0))
+        return {
+            "DCGM_FI_DEV_GPU_UTIL": round(util),
+            "DCGM_FI_DEV_FB_USED": used,
+            "DCGM_FI_DEV_FB_FREE": self.FB_TOTAL_MIB - used,
+            "DCGM_FI_DEV_GPU_TEMP": round(34 + 0.4 * util),
+            "DCGM_FI_DEV_POWER_USAGE": round(70 + 6.3 * util, 3),
+            "DCGM_FI_DEV_SM_CLOCK": 1980 if util > 5 else 345,
+        }
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        labels = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname"]
+        families = {name: GaugeMetricFamily(name, help_text, labels=labels) for name, help_text in self.FIELDS}
+        for index in range(self.count):
+            values = self._values(index)
+            label_values = [str(index), "GPU-simulated-%d" % index, "00000000:%02X:00.0" % (0x10 + index),
+                            "nvidia%d" % index, SIMULATED_MODEL, self.hostname]
+            for name, family in families.items():
+                family.add_metric(label_values, values[name])
+        return list(families.values())
 
 
 def make_app(workload, registry=REGISTRY):
@@ -283,6 +343,11 @@ def main(argv=None):
         return 0
     addr, _, port = cfg["listen"].rpartition(":")
     workload = Workload(cfg, PlatformMetrics.default())
+    if cfg["simulated_gpus"]:
+        import socket
+
+        REGISTRY.register(SimulatedGPUCollector(cfg["simulated_gpus"], socket.gethostname()))
+        log.info("serving %d SIMULATED GPUs in dcgm-exporter's format", cfg["simulated_gpus"])
     httpd = make_server(addr.strip("[]") or "0.0.0.0", int(port), make_app(workload), _Server,
                         handler_class=_QuietHandler)
     threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
