@@ -48,3 +48,12 @@ def in_group(host, group):
 @pytest.fixture
 def hostvars(host):
     return host.ansible.get_variables()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "day2: re-runs playbooks or restarts services to prove day-2 behaviour (thresholds, pg_hba "
+        "reload, backup/restore, PostgreSQL restart) and waits for data; the Debian 12 scenario runs "
+        "them, the Debian 13 scenario deselects them to stay within CI's time",
+    )

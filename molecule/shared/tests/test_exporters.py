@@ -110,6 +110,7 @@ def test_nvml_exporter_without_gpu_reports_up_0(host, hostvars):
     assert fact == {"deployed": True, "port": port, "backend": "nvml"}
 
 
+@pytest.mark.day2
 def test_drift_and_learning_exporters_follow_postgresql(host, hostvars):
     """PostgreSQL stops: both report _up 0 and keep serving; it starts: both recover, same process."""
     if not in_group(host, "monitoring"):

@@ -8,6 +8,8 @@ import base64
 import json
 import time
 
+import pytest
+
 from conftest import http
 
 testinfra_hosts = ["ansible://monitoring"]
@@ -72,6 +74,7 @@ def test_truth_check_installed(host):
     assert f.exists and f.mode == 0o755 and f.user == "root"
 
 
+@pytest.mark.day2
 def test_every_panel_returns_data(host, hostvars):
     """The truth check on the host: every panel target of the three dashboards returns data."""
     env = "PGPASSWORD=%s\nGRAFANA_PASSWORD=%s\n" % (hostvars["postgresql_grafana_reader_password"],

@@ -90,13 +90,15 @@ def _playbook(extra_args):
     project = os.environ.get("MOLECULE_PROJECT_DIRECTORY")
     if not inventory or not project:
         pytest.fail("MOLECULE_INVENTORY_FILE and MOLECULE_PROJECT_DIRECTORY must be set (run under molecule verify)")
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(project, "ansible.cfg"))
-    argv = ["ansible-playbook", "-i", inventory, os.path.join(project, "site.yml"), "--tags", "postgresql"]
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(project, "ansible.cfg"),
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    argv = ["ansible-playbook", "-i", inventory, os.path.join(project, "playbooks", "database.yml"), "--tags", "postgresql"]
     proc = subprocess.run(argv + extra_args, cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
     return proc
 
 
+@pytest.mark.day2
 def test_pg_hba_change_reloads_without_restart(host, pg):
     started = as_postgres(host, pg, "SELECT pg_postmaster_start_time()")
     loaded = as_postgres(host, pg, "SELECT pg_conf_load_time()")
@@ -122,6 +124,7 @@ def test_backup_timer_active(host):
     assert timer.is_running
 
 
+@pytest.mark.day2
 def test_backup_and_restore_round_trip(host, pg):
     marker = "verify-%d" % int(time.time())
     as_postgres(host, pg, "INSERT INTO platform.prediction_samples (model, feature, value_num) "

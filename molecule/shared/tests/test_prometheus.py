@@ -78,7 +78,8 @@ def _rule_checksums(host):
 def _playbook(*args):
     """Run playbooks/thresholds.yml on the controller against molecule's inventory."""
     project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    env = dict(os.environ, ANSIBLE_CONFIG=str(project / "ansible.cfg"))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(project / "ansible.cfg"),
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")  # molecule forces colour; diffs are matched as text
     cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(project / "playbooks" / "thresholds.yml"), *args]
     venv_bin = project / ".venv" / "bin" / "ansible-playbook"
     if venv_bin.exists():
@@ -158,6 +159,7 @@ def test_alertmanager_is_discovered_and_safe_by_default(host, hostvars):
     assert any(r.get("source_matchers") == ['severity="critical"'] for r in config["inhibit_rules"])
 
 
+@pytest.mark.day2
 def test_threshold_change_reloads_rules_without_restart(host, hostvars):
     start = _metric(host, hostvars, "process_start_time_seconds")
     before = _rule_checksums(host)
@@ -187,6 +189,7 @@ def test_threshold_change_reloads_rules_without_restart(host, hostvars):
     assert _metric(host, hostvars, "process_start_time_seconds") == start
 
 
+@pytest.mark.day2
 def test_invalid_threshold_fails_in_preflight_and_changes_nothing(host, hostvars):
     start = _metric(host, hostvars, "process_start_time_seconds")
     before = _rule_checksums(host)
