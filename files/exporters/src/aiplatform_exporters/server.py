@@ -208,3 +208,37 @@ class Timer(object):
     def __exit__(self, *exc):
         self.elapsed = time.monotonic() - self.start
         return False
+
+
+class CachedRead(object):
+    """Reads a source at most once per `max_age` seconds, however many scrapes arrive.
+
+    `get()` returns (data, up, duration): `read()`'s result, whether it succeeded, and how long
+    it took. An exception of `errors` is logged, counted as a "collect" error on `self_metrics`
+    and reported as up False; the next read after `max_age` tries the source again.
+    """
+
+    def __init__(self, read, max_age, self_metrics, log, errors):
+        self._read = read
+        self._max_age = max_age
+        self._self_metrics = self_metrics
+        self._log = log
+        self._errors = errors
+        self._lock = threading.Lock()
+        self._cache = None
+        self._cache_time = -1e18
+
+    def get(self):
+        with self._lock:
+            now = time.monotonic()
+            if self._cache is None or now - self._cache_time >= self._max_age:
+                with Timer() as timer:
+                    try:
+                        data, up = self._read(), True
+                    except self._errors as exc:
+                        self._log.warning("collect: %s", exc)
+                        self._self_metrics.error("collect")
+                        data, up = None, False
+                self._cache = (data, up, timer.elapsed)
+                self._cache_time = now
+            return self._cache

@@ -166,9 +166,7 @@ class DriftCollector(object):
         self.config = config
         self.db = db
         self.self_metrics = self_metrics
-        self._lock = threading.Lock()
-        self._cache = None
-        self._cache_time = -1e18
+        self._source = server.CachedRead(self._read, self.config.cache_seconds, self.self_metrics, log, SourceError)
 
     def _read(self):
         pairs = [j.key for j in self.config.jobs]
@@ -178,20 +176,7 @@ class DriftCollector(object):
         return reports, detected, triggers
 
     def collect(self):
-        with self._lock:
-            now = time.monotonic()
-            if self._cache is None or now - self._cache_time >= self.config.cache_seconds:
-                with server.Timer() as timer:
-                    try:
-                        data = self._read()
-                        up = True
-                    except SourceError as exc:
-                        log.warning("collect: %s", exc)
-                        self.self_metrics.error("collect")
-                        data, up = None, False
-                self._cache = (data, up, timer.elapsed)
-                self._cache_time = now
-            data, up, duration = self._cache
+        data, up, duration = self._source.get()
         for fam in self.self_metrics.families(up, duration, operations=("collect", "score")):
             yield fam
         scoring = server.gauge(PREFIX + "_scoring_duration_seconds")

@@ -11,8 +11,6 @@ series, so sums do not double-count).
 import json
 import logging
 import math
-import threading
-import time
 
 from aiplatform_exporters import server
 from aiplatform_exporters.config import ConfigError, DatabaseSettings
@@ -64,9 +62,7 @@ class LearningCollector(object):
         self.config = config
         self.db = db
         self.self_metrics = self_metrics or server.SelfMetrics(PREFIX)
-        self._lock = threading.Lock()
-        self._cache = None
-        self._cache_time = -1e18
+        self._source = server.CachedRead(self._read, self.config.cache_seconds, self.self_metrics, log, SourceError)
 
     def _where(self, column, params):
         if not self.config.models:
@@ -103,19 +99,7 @@ class LearningCollector(object):
         return out
 
     def collect(self):
-        with self._lock:
-            now = time.monotonic()
-            if self._cache is None or now - self._cache_time >= self.config.cache_seconds:
-                with server.Timer() as timer:
-                    try:
-                        data, up = self._read(), True
-                    except SourceError as exc:
-                        log.warning("collect: %s", exc)
-                        self.self_metrics.error("collect")
-                        data, up = None, False
-                self._cache = (data, up, timer.elapsed)
-                self._cache_time = now
-            data, up, duration = self._cache
+        data, up, duration = self._source.get()
         for fam in self.self_metrics.families(up, duration):
             yield fam
         if not up:
