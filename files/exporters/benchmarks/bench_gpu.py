@@ -41,6 +41,10 @@ def stats(samples):
             "n": len(s)}
 
 
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def timed(fn, n):
     out = []
     for _ in range(n):
@@ -96,8 +100,8 @@ def main(argv=None):
     init_s = time.perf_counter() - t0
     handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
     result = {"gpus": len(handles), "nvml_init_ms": init_s * 1000,
-              "gpu_name": str(nvml.nvmlDeviceGetName(handles[0])) if handles else None,
-              "driver": str(nvml.nvmlSystemGetDriverVersion()), "nvidia_ml_py": getattr(nvml, "__version__", "?")}
+              "gpu_name": _text(nvml.nvmlDeviceGetName(handles[0])) if handles else None,
+              "driver": _text(nvml.nvmlSystemGetDriverVersion()), "nvidia_ml_py": getattr(nvml, "__version__", "?")}
     result["raw_nvml_hot"] = stats(timed(raw_calls(nvml, handles, cold=False), args.iterations))
     result["raw_nvml_cold"] = stats(timed(raw_calls(nvml, handles, cold=True), max(20, args.iterations // 5)))
     nvml.nvmlShutdown()
