@@ -6,6 +6,8 @@ below ask the running services themselves, from inside the host, using the host'
 (the minimal images have no curl).
 """
 import json
+import re
+import time
 
 import pytest
 
@@ -43,6 +45,39 @@ def http_json(host, url, **kwargs):
 
 def in_group(host, group):
     return group in host.ansible.get_variables().get("group_names", [])
+
+
+MONITORING_UNITS = {
+    # unit: (enabled variable, its default, port variable, its default)
+    "aiplatform-drift-exporter": ("platform_exporters_drift_enabled", True, "platform_exporters_drift_port", 19841),
+    "aiplatform-learning-exporter": ("platform_exporters_learning_enabled", True,
+                                     "platform_exporters_learning_port", 19842),
+    "prometheus-postgres-exporter": ("platform_exporters_postgres_exporter_enabled", False,
+                                     "platform_exporters_postgres_exporter_port", 9187),
+    "aiplatform-demo-workload": ("demo_workload_enabled", False, "demo_workload_port", 19844),
+}
+JOBS = {"aiplatform-drift-exporter": "drift_exporter", "aiplatform-learning-exporter": "learning_exporter",
+        "prometheus-postgres-exporter": "postgres_exporter", "aiplatform-demo-workload": "demo_workload"}
+
+
+def enabled_exporter_units(hostvars):
+    return dict((unit, hostvars.get(port_var, port_default))
+                for unit, (var, default, port_var, port_default) in MONITORING_UNITS.items()
+                if bool(hostvars.get(var, default)))
+
+
+def metric_value(body, name):
+    m = re.search(r"^%s(?:\{[^}]*\})? ([0-9.eE+-]+|NaN)$" % re.escape(name), body, re.M)
+    return float(m.group(1)) if m else None
+
+
+def poll(fn, timeout, interval=2.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = fn()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
 
 
 @pytest.fixture
