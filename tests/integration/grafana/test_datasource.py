@@ -1,4 +1,5 @@
-"""grafana_datasource: uid endpoints, type aliases, secrets, read-only, stale versions, health."""
+"""grafana_datasource: uid endpoints, type aliases, secrets, read-only, stale versions, health, and jsonData
+merged (keys saved in the UI survive) or replaced."""
 import json
 
 import pytest
@@ -100,3 +101,128 @@ def test_read_only_datasource_is_refused(run, grafana):
     refused = run('grafana_datasource', dict(uid='seed-readonly', name='Renamed', type='prometheus'),
                   expect_failure=True)
     assert 'read-only' in refused['msg'] and 'provisioning file' in refused['msg']
+
+
+def prometheus(ds_uid, **extra):
+    args = dict(uid=ds_uid, name='prometheus ' + ds_uid, type='prometheus', datasource_url='http://127.0.0.1:9090',
+                json_data={'timeInterval': '15s', 'httpHeaderName1': 'X-Scope-OrgID',
+                           'sigV4': {'region': 'eu-west-1', 'profile': 'platform'}})
+    args.update(extra)
+    return args
+
+
+def edit_in_the_ui(grafana, ds_uid, **json_data):
+    """Save the data source directly (as the Grafana UI does): whole object, the version read, extra keys."""
+    path = '/api/datasources/uid/%s' % ds_uid
+    current = grafana.get(path)[1]
+    status, answer = grafana.call('PUT', path, dict(current, jsonData=dict(current['jsonData'], **json_data),
+                                                    version=current['version']))
+    assert status == 200, answer
+    stored = grafana.get(path)[1]
+    for key, value in json_data.items():
+        assert stored['jsonData'][key] == value, 'the direct save did not store %s' % key
+    return stored
+
+
+def test_merge_keeps_keys_added_in_the_ui(run, grafana, proxy, uid):
+    ds = uid('merge')
+    path = '/api/datasources/uid/%s' % ds
+    assert run('grafana_datasource', prometheus(ds))['changed'] is True
+    edited = edit_in_the_ui(grafana, ds, httpMethod='POST', manageAlerts=False)
+
+    again = run('grafana_datasource', prometheus(ds))
+    assert again['changed'] is False, again['diff']
+    assert [m for m, _ in proxy.log if m != 'GET'] == [] and proxy.bodies == []
+    assert grafana.get(path)[1] == edited
+
+    # a changed task key is written over the stored jsonData: the UI's keys survive
+    changed = run('grafana_datasource', prometheus(ds, json_data={'timeInterval': '30s'}))
+    assert changed['changed'] is True
+    assert changed['diff']['before']['jsonData'] == {'timeInterval': '15s'}
+    assert changed['diff']['after']['jsonData'] == {'timeInterval': '30s'}
+    method, put_path, body = proxy.bodies[0]
+    assert (method, put_path) == ('PUT', path) and json.loads(body)['version'] == edited['version']
+    stored = grafana.get(path)[1]
+    assert stored['jsonData'] == dict(edited['jsonData'], timeInterval='30s')
+    assert stored['jsonData']['httpMethod'] == 'POST' and stored['jsonData']['manageAlerts'] is False
+    run('grafana_datasource', dict(uid=ds, state='absent'))
+
+
+def test_replace_removes_keys_added_in_the_ui(run, grafana, proxy, uid):
+    ds = uid('replace')
+    path = '/api/datasources/uid/%s' % ds
+    args = prometheus(ds, json_data_mode='replace')
+    run('grafana_datasource', args)
+    edit_in_the_ui(grafana, ds, httpMethod='POST')
+
+    replaced = run('grafana_datasource', args)
+    assert replaced['changed'] is True
+    assert replaced['diff']['before']['jsonData']['httpMethod'] == 'POST'
+    assert replaced['diff']['after']['jsonData'] == args['json_data']
+    assert json.loads(proxy.bodies[0][2])['jsonData'] == args['json_data']
+    assert grafana.get(path)[1]['jsonData'] == args['json_data']
+    assert run('grafana_datasource', args)['changed'] is False
+    run('grafana_datasource', dict(uid=ds, state='absent'))
+
+
+def test_nested_jsondata_is_merged_key_by_key(run, grafana, uid):
+    ds = uid('nested')
+    path = '/api/datasources/uid/%s' % ds
+    run('grafana_datasource', prometheus(ds))
+    edit_in_the_ui(grafana, ds, sigV4={'region': 'eu-west-1', 'profile': 'platform', 'assumeRoleArn': 'arn:ui'})
+
+    same = run('grafana_datasource', prometheus(ds, json_data={'sigV4': {'region': 'eu-west-1'}}))
+    assert same['changed'] is False, same['diff']
+    moved = run('grafana_datasource', prometheus(ds, json_data={'sigV4': {'region': 'us-east-2'}}))
+    assert moved['changed'] is True
+    assert moved['diff']['before']['jsonData'] == {'sigV4': {'region': 'eu-west-1'}}
+    assert moved['diff']['after']['jsonData'] == {'sigV4': {'region': 'us-east-2'}}
+    assert grafana.get(path)[1]['jsonData'] == {
+        'timeInterval': '15s', 'httpHeaderName1': 'X-Scope-OrgID',
+        'sigV4': {'region': 'us-east-2', 'profile': 'platform', 'assumeRoleArn': 'arn:ui'}}
+
+    # a key set to null is removed, its siblings stay
+    dropped = run('grafana_datasource', prometheus(ds, json_data={'sigV4': {'assumeRoleArn': None}}))
+    assert dropped['changed'] is True
+    assert grafana.get(path)[1]['jsonData']['sigV4'] == {'region': 'us-east-2', 'profile': 'platform'}
+    run('grafana_datasource', dict(uid=ds, state='absent'))
+
+
+def test_check_mode_diff_shows_only_the_task_keys(run, grafana, proxy, uid):
+    ds = uid('checkdiff')
+    path = '/api/datasources/uid/%s' % ds
+    run('grafana_datasource', prometheus(ds, basic_auth=True, basic_auth_user='reader',
+                                         secure_json_data={'basicAuthPassword': 'never-shown-pw'}))
+    edited = edit_in_the_ui(grafana, ds, httpMethod='POST', customQueryParameters='max_source_resolution=5m')
+
+    check = run('grafana_datasource', prometheus(ds, json_data={'timeInterval': '1m', 'sigV4': {'region': 'x'}},
+                                                 secure_json_data={'basicAuthPassword': 'never-shown-pw'},
+                                                 update_secrets=True), check=True)
+    assert check['changed'] is True
+    assert check['diff']['before']['jsonData'] == {'timeInterval': '15s', 'sigV4': {'region': 'eu-west-1'}}
+    assert check['diff']['after']['jsonData'] == {'timeInterval': '1m', 'sigV4': {'region': 'x'}}
+    assert 'never-shown-pw' not in json.dumps(check) and 'secureJsonData' not in json.dumps(check['diff'])
+    assert proxy.bodies == [] and grafana.get(path)[1] == edited
+
+    replace = run('grafana_datasource', prometheus(ds, json_data_mode='replace'), check=True)
+    assert replace['changed'] is True
+    assert set(replace['diff']['before']['jsonData']) == set(edited['jsonData'])
+    assert replace['diff']['after']['jsonData'] == prometheus(ds)['json_data']
+    assert proxy.bodies == [] and grafana.get(path)[1] == edited
+    run('grafana_datasource', dict(uid=ds, state='absent'))
+
+
+def test_merge_never_overwrites_a_concurrent_ui_edit(run, grafana, proxy, uid):
+    """Merge is read, merge, write: a key saved in the UI between the read and the write is not lost."""
+    ds = uid('race')
+    path = '/api/datasources/uid/%s' % ds
+    run('grafana_datasource', prometheus(ds))
+    proxy.after('GET', r'^%s$' % path, lambda: edit_in_the_ui(grafana, ds, httpMethod='POST'))
+    stale = run('grafana_datasource', prometheus(ds, json_data={'timeInterval': '30s'}), expect_failure=True)
+    assert 'HTTP 409' in stale['msg'] and 'rerun' in stale['msg']
+    assert grafana.get(path)[1]['jsonData'] == dict(prometheus(ds)['json_data'], httpMethod='POST')
+
+    rerun = run('grafana_datasource', prometheus(ds, json_data={'timeInterval': '30s'}))
+    assert rerun['changed'] is True
+    assert grafana.get(path)[1]['jsonData'] == dict(prometheus(ds)['json_data'], httpMethod='POST', timeInterval='30s')
+    run('grafana_datasource', dict(uid=ds, state='absent'))
