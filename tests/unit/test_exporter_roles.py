@@ -123,7 +123,8 @@ def test_postgres_exporter_dropin_is_hardened_and_keeps_the_password_out(rendere
     assert "LoadCredential=db_password:/etc/aiplatform-exporters/credentials/postgres-exporter-db-password" \
         in dropin.read_text()
     assert "DATA_SOURCE_PASS_FILE=%d/db_password" in dropin.read_text()
-    assert "DATA_SOURCE_URI='db1:5432/ai_platform?sslmode=prefer'" in default
+    # Go's lib/pq has no sslmode prefer: the default prefer becomes disable without postgresql_ssl_enabled.
+    assert "DATA_SOURCE_URI='db1:5432/ai_platform?sslmode=disable'" in default
     assert "exporter-secret" not in default + dropin.read_text()
     # The Debian package's unit with the drop-in applied, scored as one file.
     merged = rendered / "prometheus-postgres-exporter.service"

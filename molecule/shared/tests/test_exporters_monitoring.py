@@ -22,6 +22,23 @@ def test_database_password_stays_out_of_units_configs_and_processes(host, hostva
     assert password_file.mode == 0o600 and password_file.user == "root"
 
 
+def test_database_exporters_are_connected(host, hostvars):
+    """Each exporter that reads PostgreSQL reaches it with the credential systemd handed over."""
+    ups = {"aiplatform-drift-exporter": "aiplatform_drift_exporter_up",
+           "aiplatform-learning-exporter": "aiplatform_learning_exporter_up",
+           "prometheus-postgres-exporter": "pg_up"}
+    units = dict((u, p) for u, p in enabled_exporter_units(hostvars).items() if u in ups)
+    assert {"aiplatform-drift-exporter", "aiplatform-learning-exporter"} <= set(units)
+
+    def values():
+        return dict((u, metric_value(http(host, "http://127.0.0.1:%s/metrics" % p)[1], ups[u]))
+                    for u, p in units.items())
+
+    ok = poll(lambda: all(v == 1.0 for v in values().values()), 90, 3)
+    print("database exporters: %s" % values())
+    assert ok, values()
+
+
 @pytest.mark.day2
 def test_drift_and_learning_exporters_follow_postgresql(host, hostvars):
     """PostgreSQL stops: both report _up 0 and keep serving; it starts: both recover, same process."""

@@ -209,6 +209,18 @@ def test_extra_grants_are_revoked_and_list_changes_converge(cluster, pythonpath,
         == [(False,)]
 
 
+def test_exporter_pg_monitor_membership_converges(cluster, pythonpath, converged):
+    member = "SELECT pg_has_role('aiplatform_exporter', 'pg_monitor', 'MEMBER'), " \
+             "pg_has_role('grafana_reader', 'pg_monitor', 'MEMBER')"
+    assert cluster.query(member) == [(True, False)]
+    proc = playbook(cluster, pythonpath, extra={"postgresql_exporter_pg_monitor": False})
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert cluster.query(member) == [(False, False)]
+    proc = playbook(cluster, pythonpath)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert cluster.query(member) == [(True, False)]
+
+
 def test_check_mode_reports_a_pending_migration_without_applying(cluster, pythonpath, converged, tmp_path):
     proc = playbook(cluster, pythonpath, check=True)
     assert proc.returncode == 0, proc.stdout[-6000:]
