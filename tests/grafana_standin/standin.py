@@ -5,13 +5,33 @@
 
 For tests only (unit/integration tests and molecule scenarios); never installed by a role.
 Every behaviour follows shared/notes/grafana-http-api.md ("the contract"); the comment on each
-handler names the contract section it implements. Anything not on the contract page is out of scope.
+handler names the contract section it implements. Anything not on the contract page is out of scope,
+with one marked exception: the service accounts, their tokens and what a token may do (the section
+"service accounts" below and the token branch of Handler.authenticate) are not on the contract page.
+They follow Grafana's public HTTP API documentation instead, and each comment there says "Grafana
+docs:" and names the page:
+  [SA]    https://grafana.com/docs/grafana/latest/developers/http_api/serviceaccount/
+          (request and response shapes; the status codes and error ids (400 serviceaccounts.ErrAlreadyExists,
+          400 serviceaccounts.ErrTokenAlreadyExists, 404 serviceaccounts.ErrNotFound, ...) are the ones
+          Grafana's pkg/services/serviceaccounts/models.go declares)
+  [AUTH]  https://grafana.com/docs/grafana/latest/developers/http_api/authentication/
+          (Bearer service account tokens; a token of a deleted, disabled or expired account or a deleted
+          token is refused with 401, as Grafana's authn api-key client does: api-key.invalid,
+          identity.disabled, api-key.expired, api-key.organization-mismatch; what a token writes is
+          recorded under its account's login, in an annotation's "login" and a dashboard version's
+          "createdBy", where the admin user and --token-file tokens record the admin user)
+  [ROLES] https://grafana.com/docs/grafana/latest/administration/roles-and-permissions/#organization-roles
+          (a coarse model of the basic roles for service account tokens: None may do nothing, Viewer may
+          read, Editor may also write folders, dashboards, alert rules and annotations, Admin may also
+          write data sources and manage service accounts; 403 otherwise)
 State lives in memory and is lost on exit. Python 3 standard library only.
 
     python3 standin.py --listen 0.0.0.0:3000 --admin-user admin --admin-password-file FILE \
         [--token-file FILE] [--seed-file FILE]
 
 --token-file: service account tokens, one per line (must start with glsa_; '#' starts a comment).
+These stand for tokens of an Admin service account valid in every organization. Tokens created
+through POST /api/serviceaccounts/:id/tokens belong to their account's organization and role.
 --seed-file: JSON {"folders": [...], "dashboards": [...], "datasources": [...]} loaded into org 1 at
 start, to stand for objects provisioned from files (dashboards with "provisioned": true,
 datasources with "readOnly": true).
@@ -21,9 +41,11 @@ import argparse
 import base64
 import copy
 import datetime
+import hashlib
 import hmac
 import json
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -90,6 +112,8 @@ class Org:
         self.rules = {}         # uid -> rule
         self.groups = {}        # (folderUid, title) -> interval seconds
         self.annotations = []
+        self.service_accounts = {}  # id -> service account record (Grafana docs [SA])
+        self.sa_tokens = {}         # token id -> {"id", "name", "saId", "created", "expires", "hash", ...}
 
 
 class State:
@@ -97,6 +121,7 @@ class State:
         self.lock = threading.RLock()
         self.orgs = {}
         self.next_id = 1
+        self.token_hashes = {}  # sha256 of a service account token -> (org id, token id)
 
     def org(self, org_id):
         if org_id not in self.orgs:
@@ -293,8 +318,9 @@ def get_dashboard(org, uid):
     return {'dashboard': dash, 'meta': meta}
 
 
-def save_dashboard(org, body, provisioned=False):
+def save_dashboard(org, body, provisioned=False, login='admin'):
     # Contract "Dashboards": POST /api/dashboards/db with optimistic locking on dashboard.version.
+    # createdBy of the version: the caller's login (a service account's for its tokens, Grafana docs [SA]).
     dash = copy.deepcopy(body.get('dashboard') or {})
     if not isinstance(dash, dict) or not (dash.get('title') or '').strip():
         raise APIError(400, {'message': 'Dashboard title cannot be empty', 'status': 'empty-name'})
@@ -343,7 +369,7 @@ def save_dashboard(org, body, provisioned=False):
     dash['uid'] = uid
     existing.update(dashboard=dash, folderUid=folder_uid, updated=stamp)
     existing['versions'].append({'id': STATE.new_id(), 'dashboardId': dash['id'], 'uid': uid,
-                                 'version': dash['version'], 'created': stamp, 'createdBy': 'admin',
+                                 'version': dash['version'], 'created': stamp, 'createdBy': login,
                                  'message': body.get('message') or ''})
     return {'id': dash['id'], 'uid': uid, 'url': dashboard_url(dash), 'status': 'success',
             'version': dash['version'], 'slug': slugify(dash['title']), 'folderUid': folder_uid}
@@ -623,7 +649,7 @@ def put_group(org, folder_uid, group, body, provenance):
 
 # ---------------------------------------------------------------- annotations (contract "Annotations")
 
-def create_annotation(org, body):
+def create_annotation(org, body, login='admin'):
     # Contract "Annotations": POST /api/annotations -> 200 {"message":"Annotation added","id"}.
     text = body.get('text')
     if not text:
@@ -632,7 +658,7 @@ def create_annotation(org, body):
     ann = {'id': STATE.new_id(), 'alertId': 0, 'dashboardId': 0, 'dashboardUID': body.get('dashboardUID') or '',
            'panelId': body.get('panelId') or 0, 'time': stamp, 'timeEnd': body.get('timeEnd') or stamp,
            'text': text, 'tags': list(body.get('tags') or []), 'created': now_ms(), 'updated': now_ms(),
-           'login': 'admin', 'email': '', 'avatarUrl': '', 'data': {}}
+           'login': login, 'email': '', 'avatarUrl': '', 'data': {}}
     if ann['dashboardUID'] and ann['dashboardUID'] in org.dashboards:
         ann['dashboardId'] = org.dashboards[ann['dashboardUID']]['dashboard']['id']
     org.annotations.append(ann)
@@ -658,6 +684,226 @@ def find_annotations(org, q):
             continue
         out.append(copy.deepcopy(ann))
     return sorted(out, key=lambda a: (-a['time'], -a['id']))[:limit]
+
+
+# ---------------------------------------------------------------- service accounts (Grafana docs [SA])
+# Not on the contract page: every behaviour in this section follows Grafana's HTTP API docs
+# ("Service account API", [SA] in the module docstring) and the error ids Grafana declares.
+
+SA_ROLES = ('None', 'Viewer', 'Editor', 'Admin')
+
+
+def sa_error(status, message_id, message):
+    # Grafana docs [SA]: errutil errors answer {"message", "messageId", "statusCode"}.
+    return APIError(status, {'message': message, 'messageId': message_id, 'statusCode': status})
+
+
+def sa_id_of(raw):
+    # Grafana docs [SA]: a non-numeric id -> 400 "Service Account ID is invalid".
+    try:
+        return int(raw)
+    except ValueError:
+        raise APIError(400, {'message': 'Service Account ID is invalid'})
+
+
+def sa_get(org, raw_id):
+    sa = org.service_accounts.get(sa_id_of(raw_id))
+    if sa is None:
+        raise sa_error(404, 'serviceaccounts.ErrNotFound', 'service account not found')
+    return sa
+
+
+def sa_login(org, name):
+    return 'sa-%d-%s' % (org.org_id, slugify(name))
+
+
+def sa_tokens(org, sa):
+    return [t for t in org.sa_tokens.values() if t['saId'] == sa['id']]
+
+
+def sa_json(org, sa, search=False):
+    # Grafana docs [SA]: the search answer has "tokens" (a count); GET/POST/PATCH answer the profile.
+    out = {'id': sa['id'], 'uid': sa['uid'], 'name': sa['name'], 'login': sa['login'], 'orgId': org.org_id,
+           'isDisabled': sa['isDisabled'], 'role': sa['role'], 'avatarUrl': '/avatar/%s' % sa['uid'],
+           'tokens': len(sa_tokens(org, sa))}
+    if not search:
+        out.update(createdAt=sa['createdAt'], updatedAt=sa['updatedAt'], teams=[])
+    return out
+
+
+def sa_check_role(role, caller_role):
+    # Grafana docs [SA]: 400 for an unknown role; 403 for a role above the caller's own.
+    if role not in SA_ROLES:
+        raise sa_error(400, 'serviceaccounts.ErrInvalidRoleSpecified', 'invalid role specified')
+    if SA_ROLES.index(role) > SA_ROLES.index(caller_role):
+        raise sa_error(403, 'serviceaccounts.ErrRoleForbidden', "can not assign a role higher than user's role")
+
+
+def sa_name_taken(org, name, except_id=None):
+    login = sa_login(org, name)
+    return any(sa['id'] != except_id and (sa['login'] == login or sa['name'].lower() == name.lower())
+               for sa in org.service_accounts.values())
+
+
+def search_service_accounts(org, q):
+    # Grafana docs [SA]: GET /api/serviceaccounts/search?perpage=&page=&query= -> 200
+    # {"totalCount", "serviceAccounts", "page", "perPage"}; query matches part of the name or login.
+    text = q.get('query', [''])[0].lower()
+    per_page = int(q.get('perpage', ['1000'])[0] or 1000)
+    per_page = per_page if per_page > 0 else 1000
+    page = max(int(q.get('page', ['1'])[0] or 1), 1)
+    found = sorted((sa for sa in org.service_accounts.values()
+                    if text in sa['name'].lower() or text in sa['login'].lower()), key=lambda sa: sa['name'].lower())
+    return {'totalCount': len(found), 'page': page, 'perPage': per_page,
+            'serviceAccounts': [sa_json(org, sa, search=True) for sa in found[(page - 1) * per_page:page * per_page]]}
+
+
+def create_service_account(org, body, caller_role):
+    # Grafana docs [SA]: POST /api/serviceaccounts {"name", "role", "isDisabled"} -> 201 profile;
+    # 400 serviceaccounts.ErrAlreadyExists for a name (or the login derived from it) in use.
+    name = body.get('name')
+    if not isinstance(name, str) or not name.strip():
+        raise APIError(400, {'message': 'bad request data'})
+    name = name.strip()
+    role = body.get('role') or 'Viewer'
+    sa_check_role(role, caller_role)
+    if sa_name_taken(org, name):
+        raise sa_error(400, 'serviceaccounts.ErrAlreadyExists', 'service account already exists')
+    stamp = iso_now()
+    sa = {'id': STATE.new_id(), 'uid': new_uid(), 'name': name, 'login': sa_login(org, name), 'role': role,
+          'isDisabled': bool(body.get('isDisabled')), 'createdAt': stamp, 'updatedAt': stamp}
+    org.service_accounts[sa['id']] = sa
+    return sa_json(org, sa)
+
+
+def update_service_account(org, raw_id, body, caller_role):
+    # Grafana docs [SA]: PATCH /api/serviceaccounts/:id {"name"?, "role"?, "isDisabled"?} -> 200
+    # {"message": "Service account updated", "id", "name", "serviceaccount": profile}.
+    sa = sa_get(org, raw_id)
+    if body.get('role') is not None:
+        sa_check_role(body['role'], caller_role)
+    if body.get('name') is not None:
+        name = str(body['name']).strip()
+        if not name:
+            raise APIError(400, {'message': 'bad request data'})
+        if sa_name_taken(org, name, except_id=sa['id']):
+            raise sa_error(400, 'serviceaccounts.ErrAlreadyExists', 'service account already exists')
+        sa.update(name=name, login=sa_login(org, name))
+    if body.get('role') is not None:
+        sa['role'] = body['role']
+    if body.get('isDisabled') is not None:
+        sa['isDisabled'] = bool(body['isDisabled'])
+    sa['updatedAt'] = iso_now()
+    return {'message': 'Service account updated', 'id': sa['id'], 'name': sa['name'],
+            'serviceaccount': sa_json(org, sa)}
+
+
+def delete_service_account(org, raw_id):
+    # Grafana docs [SA]: DELETE /api/serviceaccounts/:id -> 200 {"message": "Service account deleted"};
+    # its tokens go with it.
+    sa = sa_get(org, raw_id)
+    for token in sa_tokens(org, sa):
+        drop_token(org, token)
+    del org.service_accounts[sa['id']]
+    return {'message': 'Service account deleted'}
+
+
+def token_json(token):
+    # Grafana docs [SA]: GET .../tokens -> [{"id", "name", "created", "lastUsedAt", "expiration",
+    # "secondsUntilExpiration", "hasExpired", "isRevoked"}]; the key is never shown again.
+    now = time.time()
+    expires = token['expires']
+    fmt = '%Y-%m-%dT%H:%M:%SZ'
+    return {'id': token['id'], 'name': token['name'], 'created': token['created'],
+            'lastUsedAt': token['lastUsedAt'], 'isRevoked': False,
+            'expiration': time.strftime(fmt, time.gmtime(expires)) if expires else None,
+            'secondsUntilExpiration': max(expires - now, 0) if expires else 0,
+            'hasExpired': bool(expires and expires <= now)}
+
+
+def list_tokens(org, raw_id):
+    sa = sa_get(org, raw_id)
+    return [token_json(t) for t in sorted(sa_tokens(org, sa), key=lambda t: t['id'])]
+
+
+def new_key():
+    # Grafana's service account tokens: glsa_<32 letters and digits>_<8 hex digits of a checksum>.
+    alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
+    secret = ''.join(secrets.choice(alphabet) for _ in range(32))
+    return 'glsa_%s_%08x' % (secret, int(hashlib.sha256(secret.encode()).hexdigest()[:8], 16))
+
+
+def hash_key(key):
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_token(org, raw_id, body):
+    # Grafana docs [SA]: POST /api/serviceaccounts/:id/tokens {"name", "secondsToLive"} -> 200
+    # {"id", "name", "key"} (the only time the key is shown); secondsToLive 0 or absent: never expires.
+    # Token names are unique in the organization: 400 serviceaccounts.ErrTokenAlreadyExists.
+    sa = sa_get(org, raw_id)
+    name = body.get('name')
+    if not isinstance(name, str) or not name.strip():
+        raise APIError(400, {'message': 'bad request data'})
+    ttl = body.get('secondsToLive') or 0
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0:
+        raise sa_error(400, 'serviceaccounts.ErrInvalidInput', 'invalid SecondsToLive value')
+    if any(t['name'] == name for t in org.sa_tokens.values()):
+        raise sa_error(400, 'serviceaccounts.ErrTokenAlreadyExists',
+                       'service account token with given name already exists in the organization')
+    key = new_key()
+    token = {'id': STATE.new_id(), 'name': name, 'saId': sa['id'], 'created': iso_now(), 'lastUsedAt': None,
+             'expires': (time.time() + ttl) if ttl else None, 'hash': hash_key(key)}
+    org.sa_tokens[token['id']] = token
+    STATE.token_hashes[token['hash']] = (org.org_id, token['id'])
+    return {'id': token['id'], 'name': name, 'key': key}
+
+
+def drop_token(org, token):
+    del org.sa_tokens[token['id']]
+    STATE.token_hashes.pop(token['hash'], None)
+
+
+def delete_token(org, raw_id, raw_token_id):
+    # Grafana docs [SA]: DELETE /api/serviceaccounts/:id/tokens/:tokenId -> 200
+    # {"message": "Service account token deleted"}; 404 serviceaccounts.ErrTokenNotFound.
+    sa = sa_get(org, raw_id)
+    try:
+        token_id = int(raw_token_id)
+    except ValueError:
+        raise sa_error(400, 'serviceaccounts.ErrInvalidTokenId', 'invalid service account token id specified')
+    token = org.sa_tokens.get(token_id)
+    if token is None or token['saId'] != sa['id']:
+        raise sa_error(404, 'serviceaccounts.ErrTokenNotFound', 'service account token not found')
+    drop_token(org, token)
+    return {'message': 'Service account token deleted'}
+
+
+def token_caller(key):
+    """The service account a token authenticates (Grafana docs [AUTH]): (org id, account) or 401."""
+    found = STATE.token_hashes.get(hash_key(key))
+    if found is None:
+        raise APIError(401, {'message': 'Invalid API key', 'messageId': 'api-key.invalid', 'statusCode': 401})
+    org = STATE.org(found[0])
+    token = org.sa_tokens[found[1]]
+    if token['expires'] and token['expires'] <= time.time():
+        raise APIError(401, {'message': 'Expired API key', 'messageId': 'api-key.expired', 'statusCode': 401})
+    sa = org.service_accounts[token['saId']]
+    if sa['isDisabled']:
+        raise APIError(401, {'message': 'Unauthorized', 'messageId': 'identity.disabled', 'statusCode': 401})
+    token['lastUsedAt'] = iso_now()
+    return org.org_id, sa
+
+
+def role_needed(method, path):
+    """The least basic role a request needs (Grafana docs [ROLES], coarse)."""
+    if path.startswith('/api/serviceaccounts'):
+        return 'Admin'
+    if method in ('GET', 'HEAD'):
+        return 'Viewer'
+    if path.startswith('/api/datasources'):
+        return 'Admin'
+    return 'Editor'
 
 
 # ---------------------------------------------------------------- HTTP plumbing
@@ -714,7 +960,7 @@ def _(h, org, q, body, uid):
 
 @route('POST', '/api/dashboards/db')
 def _(h, org, q, body):
-    return 200, save_dashboard(org, body)
+    return 200, save_dashboard(org, body, login=h.caller_login)
 
 
 @route('DELETE', '/api/dashboards/uid/(?P<uid>[^/]+)')
@@ -820,12 +1066,52 @@ def _(h, org, q, body, folder, group):
 
 @route('POST', '/api/annotations')
 def _(h, org, q, body):
-    return 200, create_annotation(org, body)
+    return 200, create_annotation(org, body, login=h.caller_login)
 
 
 @route('GET', '/api/annotations')
 def _(h, org, q, body):
     return 200, find_annotations(org, q)
+
+
+@route('GET', '/api/serviceaccounts/search')
+def _(h, org, q, body):
+    return 200, search_service_accounts(org, q)
+
+
+@route('POST', '/api/serviceaccounts')
+def _(h, org, q, body):
+    return 201, create_service_account(org, body, h.caller_role)
+
+
+@route('GET', '/api/serviceaccounts/(?P<sa_id>[^/]+)')
+def _(h, org, q, body, sa_id):
+    return 200, sa_json(org, sa_get(org, sa_id))
+
+
+@route('PATCH', '/api/serviceaccounts/(?P<sa_id>[^/]+)')
+def _(h, org, q, body, sa_id):
+    return 200, update_service_account(org, sa_id, body, h.caller_role)
+
+
+@route('DELETE', '/api/serviceaccounts/(?P<sa_id>[^/]+)')
+def _(h, org, q, body, sa_id):
+    return 200, delete_service_account(org, sa_id)
+
+
+@route('GET', '/api/serviceaccounts/(?P<sa_id>[^/]+)/tokens')
+def _(h, org, q, body, sa_id):
+    return 200, list_tokens(org, sa_id)
+
+
+@route('POST', '/api/serviceaccounts/(?P<sa_id>[^/]+)/tokens')
+def _(h, org, q, body, sa_id):
+    return 200, create_token(org, sa_id, body)
+
+
+@route('DELETE', '/api/serviceaccounts/(?P<sa_id>[^/]+)/tokens/(?P<token_id>[^/]+)')
+def _(h, org, q, body, sa_id, token_id):
+    return 200, delete_token(org, sa_id, token_id)
 
 
 @route('POST', '/api/admin/provisioning/(?P<kind>datasources|dashboards|alerting)/reload', admin=True)
@@ -857,12 +1143,23 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def authenticate(self):
-        """Return 'basic' or 'token'; raise 401 otherwise (contract "General": Auth)."""
+        """Return (kind, role, org id or None) of the caller; raise 401 otherwise.
+
+        Contract "General": Auth (basic auth, or Bearer glsa_ tokens). The admin user and --token-file
+        tokens act as Admin in every organization; a token created through the API authenticates its
+        service account, in its organization, with its role (Grafana docs [AUTH]).
+        """
         header = self.headers.get('Authorization') or ''
+        self.caller_login = CONFIG['admin_user']
         if header.startswith('Bearer '):
             token = header[7:].strip()
             if token.startswith('glsa_') and any(hmac.compare_digest(token, t) for t in CONFIG['tokens']):
-                return 'token'
+                return 'token', 'Admin', None
+            if token.startswith('glsa_'):
+                with STATE.lock:
+                    org_id, sa = token_caller(token)
+                self.caller_login = sa['login']
+                return 'service-account', sa['role'], org_id
             raise APIError(401, {'message': 'Invalid API key', 'messageId': 'auth.invalid-api-key'})
         if header.startswith('Basic '):
             try:
@@ -871,7 +1168,7 @@ class Handler(BaseHTTPRequestHandler):
                 user, password = '', ''
             if user == CONFIG['admin_user'] and CONFIG['admin_password'] is not None \
                     and hmac.compare_digest(password, CONFIG['admin_password']):
-                return 'basic'
+                return 'basic', 'Admin', None
             raise APIError(401, {'message': 'Invalid username or password', 'messageId': 'password-auth.failed'})
         raise APIError(401, {'message': 'Unauthorized', 'messageId': 'auth.unauthorized'})
 
@@ -895,7 +1192,7 @@ class Handler(BaseHTTPRequestHandler):
                 if methods:
                     raise APIError(405, {'message': 'Method not allowed'})
                 raise APIError(404, {'message': 'Not found'})
-            kind = self.authenticate()
+            kind, self.caller_role, token_org = self.authenticate()
             if admin and kind != 'basic':
                 # Contract "General": admin endpoints accept basic auth only.
                 raise APIError(403, {'message': 'Permission denied'})
@@ -907,9 +1204,18 @@ class Handler(BaseHTTPRequestHandler):
                 body = {}
             # Contract "General": X-Grafana-Org-Id selects the org per request, without side effects.
             try:
-                org_id = int(self.headers.get('X-Grafana-Org-Id') or 1)
+                org_id = int(self.headers.get('X-Grafana-Org-Id') or token_org or 1)
             except ValueError:
                 raise APIError(400, {'message': 'invalid X-Grafana-Org-Id header'})
+            if token_org is not None and org_id != token_org:
+                # Grafana docs [AUTH]: a service account token belongs to one organization.
+                raise APIError(401, {'message': 'API key does not belong to the requested organization',
+                                     'messageId': 'api-key.organization-mismatch', 'statusCode': 401})
+            needed = role_needed(self.command, path)
+            if SA_ROLES.index(self.caller_role) < SA_ROLES.index(needed):
+                # Grafana docs [ROLES]: the caller's basic role is below what the request needs.
+                raise APIError(403, {'title': 'Access denied', 'message': "You'll need additional permissions to "
+                                     'perform this action. Permissions needed: the %s role' % needed})
             args = {k: unquote(v) for k, v in match.groupdict().items()}
             with STATE.lock:
                 code, payload = func(self, STATE.org(org_id), query, body, **args)

@@ -50,6 +50,41 @@ def test_datasources_by_fixed_uid(host, hostvars):
     assert pg["secureJsonFields"].get("password") is True
 
 
+TOKEN_FILE = "/etc/aiplatform-grafana/provisioner.token"
+# Reads the token on the host and sends it as a Bearer token: it never reaches a command line.
+_BEARER = r"""
+import sys, urllib.request, urllib.error
+token = open(sys.argv[1]).read().strip()
+req = urllib.request.Request(sys.argv[2], headers={"Authorization": "Bearer " + token})
+try:
+    print(urllib.request.urlopen(req, timeout=20).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+"""
+
+
+def test_modules_use_a_service_account_token_kept_root_only(host, hostvars):
+    directory = host.file(TOKEN_FILE.rsplit("/", 1)[0])
+    assert directory.is_directory and directory.user == "root" and directory.mode == 0o700
+    token_file = host.file(TOKEN_FILE)
+    assert token_file.user == "root" and token_file.group == "root" and token_file.mode == 0o600
+    assert host.run("grep -Eq '^glsa_[A-Za-z0-9]{32}_[0-9a-f]{8}$' %s", TOKEN_FILE).rc == 0
+    assert host.check_output("python3 -c %s %s %s", _BEARER, TOKEN_FILE, GRAFANA + "/api/folders/aiplatform") == "200"
+    accounts = _api(host, hostvars, "/api/serviceaccounts/search?query=aiplatform-provisioner")["serviceAccounts"]
+    assert [(a["name"], a["role"], a["isDisabled"], a["tokens"]) for a in accounts] == \
+        [("aiplatform-provisioner", "Admin", False, 1)]
+    tokens = _api(host, hostvars, "/api/serviceaccounts/%d/tokens" % accounts[0]["id"])
+    assert [t["name"] for t in tokens] == ["aiplatform-provisioner-%s" % hostvars["inventory_hostname"]]
+    assert tokens[0]["lastUsedAt"]
+    # What the modules wrote was written with the token, not with the admin password.
+    login = accounts[0]["login"]
+    annotations = _api(host, hostvars, "/api/annotations?tags=aiplatform&tags=deploy")
+    assert annotations and set(a["login"] for a in annotations) == {login}
+    versions = _api(host, hostvars, "/api/dashboards/uid/platform-overview/versions")
+    versions = versions.get("versions", versions) if isinstance(versions, dict) else versions
+    assert versions and set(v["createdBy"] for v in versions) == {login}
+
+
 def test_dashboards_in_the_folder(host, hostvars):
     folder = _api(host, hostvars, "/api/folders/aiplatform")
     assert folder["title"] == "AI platform"

@@ -118,7 +118,7 @@ class Proxy(object):
                 self.end_headers()
                 self.wfile.write(raw)
 
-            do_GET = do_POST = do_PUT = do_DELETE = forward
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = forward
 
         self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         self.server.daemon_threads = True
