@@ -32,7 +32,7 @@ def test_tarball_leaves_out_tests_and_dev_files(tmp_path):
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
     tops = {n.split("/", 1)[0] for n in names}
-    for unwanted in ("tests", "molecule", ".venv", ".collections", "lab", ".git", ".cache"):
+    for unwanted in ("tests", "molecule", ".venv", ".collections", "lab", ".git", ".cache", "benchmarks"):
         assert unwanted not in tops, f"{unwanted}/ is in the collection tarball"
     for wanted in ("MANIFEST.json", "FILES.json", "roles", "playbooks", "meta", "README.md"):
         assert wanted in tops, f"{wanted} is missing from the collection tarball"
