@@ -165,6 +165,27 @@ def test_web_config_is_valid_and_its_bcrypt_hash_is_stable(rendered, tmp_path):
             assert hashlib.sha256(f.read_bytes()).digest() == hashlib.sha256(twin.read_bytes()).digest(), f
 
 
+def test_alertmanager_without_web_auth_renders_as_before(rendered):
+    """The web auth variables unset (the default): the files are those of the releases without them,
+    to the letter where it matters (alerting block, alertmanager job, unit flags)."""
+    assert not (rendered / "mon1/etc/alertmanager/web-config.yml").exists()
+    unit = (rendered / "mon1/etc/systemd/system/prometheus-alertmanager.service").read_text()
+    assert "ExecStart=/usr/bin/prometheus-alertmanager \\\n" \
+           "  --config.file=/etc/alertmanager/alertmanager.yml \\\n" \
+           "  --storage.path=/var/lib/prometheus/alertmanager \\\n" \
+           "  --data.retention=120h \\\n" \
+           "  --cluster.listen-address= \\\n" \
+           "  --web.listen-address=0.0.0.0:9093\n" in unit
+    assert "web.config" not in unit and "TLS" not in unit
+    text = (rendered / "mon1/etc/prometheus/prometheus.yml").read_text()
+    assert "\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets:\n" \
+           "            - \"192.0.2.10:9093\"\n\nscrape_configs:\n" in text
+    assert "alertmanager.password" not in text
+    _config, jobs = scrape_jobs(rendered)
+    assert jobs["alertmanager"] == {"job_name": "alertmanager",
+                                    "static_configs": [{"targets": ["192.0.2.10:9093"], "labels": {"instance": "mon1"}}]}
+
+
 def test_archive_install_and_other_os_family(tmp_path):
     proc, out = render(tmp_path, {"aiplatform_render_os_family": "RedHat", "alertmanager_receivers": [
         {"name": "oncall", "webhook_configs": [{"url": "https://hooks.example.com/alert"}]}],
