@@ -1,8 +1,11 @@
 """Unit tests of the collection's Grafana plugins. The collection imports as
 ansible_collections.aiplatform.observability through .collections/ (a link to the checkout)."""
+import base64
 import json
 import sys
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,31 @@ def standin_url():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield 'http://127.0.0.1:%d' % server.server_address[1]
     server.shutdown()
+
+
+@pytest.fixture
+def standin_request(standin_url):
+    """Call the stand-in directly, never through a module: (status, decoded JSON body, or b'' when empty).
+    Authenticates with `basic` ("user:password") if given, else with `token` if given."""
+
+    def call(method, path, body=None, token=None, basic=None, headers=None):
+        req = urllib.request.Request(standin_url + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None)
+        if basic:
+            req.add_header('Authorization', 'Basic ' + base64.b64encode(basic.encode()).decode())
+        elif token:
+            req.add_header('Authorization', 'Bearer ' + token)
+        for key, value in (headers or {}).items():
+            req.add_header(key, value)
+        try:
+            with urllib.request.urlopen(req) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw else raw
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            return e.code, json.loads(raw) if raw else raw
+
+    return call
 
 
 @pytest.fixture

@@ -1,10 +1,6 @@
 """grafana_service_account run in-process against the in-process stand-in: argument rules, check mode,
 diff, the token shown once, expired tokens, and Grafana's errors turned into messages that say what to do."""
-import base64
-import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from ansible.module_utils.basic import AnsibleModule
@@ -20,23 +16,12 @@ def conn(standin_url):
 
 
 @pytest.fixture
-def api(standin_url):
-    """Direct calls as the admin (never through the module)."""
+def api(standin_request):
+    """Direct calls as the admin (never through the module), or with `token`."""
 
     def call(method, path, body=None, token=None, headers=None):
-        req = urllib.request.Request(standin_url + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None)
-        req.add_header('Authorization', 'Bearer ' + token if token else
-                       'Basic ' + base64.b64encode(b'admin:unit-admin').decode())
-        for key, value in (headers or {}).items():
-            req.add_header(key, value)
-        try:
-            with urllib.request.urlopen(req) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            return e.code, json.loads(raw) if raw else None
+        return standin_request(method, path, body, token=token, basic=None if token else 'admin:unit-admin',
+                               headers=headers)
 
     def account(name):
         found = [a for a in call('GET', '/api/serviceaccounts/search?query=' + name)[1]['serviceAccounts']

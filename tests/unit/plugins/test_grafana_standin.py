@@ -1,33 +1,13 @@
 """The stand-in follows shared/notes/grafana-http-api.md: status codes, bodies, versions, provenance."""
-import base64
-import json
-import urllib.error
-import urllib.request
-
 import pytest
 
 
-
 @pytest.fixture
-def api(standin_url, token):
+def api(standin_request, token):
     default_token = token
 
     def call(method, path, body=None, token=default_token, basic=None, headers=None):
-        req = urllib.request.Request(standin_url + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None)
-        if basic:
-            req.add_header('Authorization', 'Basic ' + base64.b64encode(basic.encode()).decode())
-        elif token:
-            req.add_header('Authorization', 'Bearer ' + token)
-        for key, value in (headers or {}).items():
-            req.add_header(key, value)
-        try:
-            with urllib.request.urlopen(req) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw else raw
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            return e.code, json.loads(raw) if raw else raw
+        return standin_request(method, path, body, token=token, basic=basic, headers=headers)
     return call
 
 
