@@ -249,3 +249,20 @@ def test_offline_archive_is_verified_on_the_controller(tmp_path):
     proc, _ = render(tmp_path, wrong, "--skip-tags", "node_exporter,prometheus", name="wrong")
     assert proc.returncode != 0
     assert f"found '{digest}'" in proc.stdout + proc.stderr
+
+    # site.yml runs the role's preflight twice (the collection's preflight play, then the role): the
+    # archive is hashed the first time only.
+    playbook = tmp_path / "twice.yml"
+    playbook.write_text(yaml.safe_dump([
+        {"name": "The collection's preflight", "ansible.builtin.import_playbook": str(REPO / "playbooks/preflight.yml")},
+        {"name": "The role's own preflight", "hosts": "monitoring", "gather_facts": False, "tasks": [
+            {"name": "Alertmanager preflight", "ansible.builtin.include_role": {
+                "name": "aiplatform.observability.alertmanager", "tasks_from": "preflight"}}]}]))
+    varfile = tmp_path / "offline.yml"
+    varfile.write_text(yaml.safe_dump(offline))
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(tmp_path / "hosts.yml"), str(playbook), "-e", f"@{varfile}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verify = [block.split("\n", 2)[1].split(":")[0].strip() for block in proc.stdout.split("TASK [")
+              if block.startswith("aiplatform.observability.alertmanager : Verify the offline archive")]
+    assert verify == ["ok", "skipping"], proc.stdout
