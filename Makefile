@@ -81,8 +81,14 @@ unit: setup
 integration: setup
 	pytest -q -p no:cacheprovider tests/integration
 
+# Each scenario's output and its verifier's JUnit XML are kept in .cache/logs/; when a scenario
+# fails, what failed is printed last.
 molecule: setup images
-	@for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s; done
+	@mkdir -p .cache/logs; for s in $(MOLECULE_SCENARIOS); do \
+	  log=.cache/logs/molecule-$$s.log; junit=.cache/logs/verify-$$s.xml; rm -f $$junit; \
+	  rc=0; molecule test -s $$s 2>&1 | tee $$log || rc=$$?; \
+	  if [ $$rc -ne 0 ]; then $(BIN)/python tests/failure_summary.py $$log $$junit; exit $$rc; fi; \
+	done
 
 test: lint sanity unit integration molecule
 	@echo "make test: all stages passed"

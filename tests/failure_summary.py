@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Print, last, what made a molecule run fail: its log is thousands of lines and ends with the
+destroy stage, so a reader who sees only the end of the output would otherwise not learn which
+test or task failed.
+
+    tests/failure_summary.py LOG [JUNIT_XML]
+
+Prints the tasks that failed without `ignore_errors` (host, task, message), then each failed
+test's assertion lines ("E   ..."), then the failed tests. Molecule wraps long lines, so the
+tests are read from the verifier's JUnit XML where it exists, and from the log otherwise.
+Exits 0; it only reports.
+"""
+import os
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# molecule 25 frames each stage's output with a box-drawing border
+FRAME = re.compile(r"^\s*[\u2502\u250c\u2514]\s?")
+MAX_ASSERTION_LINES = 12
+MAX_TASK_LINES = 6
+
+
+def clean(lines):
+    return [FRAME.sub("", ANSI.sub("", line.rstrip("\n"))) for line in lines]
+
+
+def failed_tasks(lines):
+    """`fatal:` results that were not followed by `...ignoring`, with the task they belong to."""
+    out, task = [], ""
+    for i, line in enumerate(lines):
+        if line.startswith("TASK ["):
+            task = line
+        if not re.match(r"^fatal: \[[^\]]+\]: (FAILED|UNREACHABLE)", line):
+            continue
+        following = []
+        for nxt in lines[i + 1:i + 40]:
+            if nxt.startswith(("fatal:", "ok:", "changed:", "skipping:", "TASK [", "PLAY ", "RUNNING HANDLER")):
+                break
+            following.append(nxt)
+        if any(n.strip() == "...ignoring" for n in following):
+            continue
+        body = [n for n in following if n.strip() and n.strip() != "..."]
+        out.append([task, line] + body[:MAX_TASK_LINES])
+    return out
+
+
+def failed_tests(lines):
+    assertions, summary, in_summary = [], [], False
+    for line in lines:
+        if re.match(r"^=+ short test summary info =+$", line):
+            in_summary = True
+            continue
+        if in_summary:
+            if line.startswith("=") or not line.strip():
+                in_summary = False
+            elif line.startswith(("FAILED ", "ERROR ")):
+                summary.append(line)
+            continue
+        if line.startswith("E   ") and len(assertions) < MAX_ASSERTION_LINES:
+            assertions.append(line)
+    return assertions, summary
+
+
+def failed_tests_from_junit(path):
+    assertions, summary = [], []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        for outcome in list(case.findall("failure")) + list(case.findall("error")):
+            name = "%s::%s" % (case.get("classname", ""), case.get("name", ""))
+            kind = "FAILED" if outcome.tag == "failure" else "ERROR"
+            message = (outcome.get("message") or "").strip().splitlines()
+            summary.append("%s %s - %s" % (kind, name, message[0] if message else ""))
+            for line in (outcome.text or "").splitlines():
+                if line.startswith("E   ") and len(assertions) < MAX_ASSERTION_LINES:
+                    assertions.append(line)
+    return assertions, summary
+
+
+def main(path, junit=None):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = clean(f)
+    tasks = failed_tasks(lines)
+    if junit and os.path.exists(junit):
+        assertions, summary = failed_tests_from_junit(junit)
+    else:
+        assertions, summary = failed_tests(lines)
+    print("\n==== what failed (from %s) ====" % path)
+    for block in tasks:
+        print("\n".join(block))
+    if assertions:
+        print("-- assertions:")
+        print("\n".join(assertions))
+    if summary:
+        print("-- failed tests:")
+        print("\n".join(summary))
+    if not (tasks or assertions or summary):
+        print("no failed task or test found in the log; read it whole")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))

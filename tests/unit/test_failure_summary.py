@@ -1,0 +1,99 @@
+"""tests/failure_summary.py: what `make molecule` prints last when a scenario fails.
+
+The log lines below have molecule's colours and frame, as `molecule test` writes them.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "failure_summary.py"
+
+
+def framed(text):
+    return "".join("  \x1b[2m\x1b[31m\u2502\x1b[0m \x1b[0;31m%s\x1b[0m\n" % line for line in text.splitlines())
+
+
+IGNORED = """TASK [aiplatform.observability.node_exporter : Restart node_exporter]
+fatal: [gpu-node-1]: FAILED! =>
+    changed: false
+    msg: 'Could not find the requested service prometheus-node-exporter: host'
+...ignoring
+ok: [gpu-node-2]
+"""
+FAILED_TASK = """TASK [aiplatform.observability.postgresql : Apply the migrations]
+  *******
+fatal: [monitoring-1]: FAILED! =>
+    changed: false
+    msg: migration 0007 failed
+PLAY RECAP
+"""
+FAILED_TEST = """test_grafana.py::test_api_healthy[ansible://monitoring-1] PASSED
+test_grafana.py::test_dashboards_in_the_folder[ansible://monitoring-1] FAILED
+=================================== FAILURES ===================================
+    def test_dashboards_in_the_folder(host, hostvars):
+>       assert len(panels) == count, uid
+E       AssertionError: learning-engine
+E       assert 15 == 16
+=========================== short test summary info ============================
+FAILED test_grafana.py::test_dashboards_in_the_folder[ansible://monitoring-1] - AssertionError: learning-engine
+==================== 1 failed, 45 passed in 512.31s ====================
+"""
+
+
+def summarise(tmp_path, text):
+    log = tmp_path / "molecule.log"
+    log.write_text(text)
+    result = subprocess.run([sys.executable, str(SCRIPT), str(log)], capture_output=True, text=True, check=True)
+    return result.stdout
+
+
+def test_a_failed_test_is_named_last_with_its_assertion(tmp_path):
+    out = summarise(tmp_path, framed(IGNORED) + framed(FAILED_TEST) + "INFO destroy: Executed: Successful\n")
+    lines = out.strip().splitlines()
+    assert lines[-1] == ("FAILED test_grafana.py::test_dashboards_in_the_folder[ansible://monitoring-1] - "
+                         "AssertionError: learning-engine")
+    assert "E       assert 15 == 16" in lines
+    assert "\x1b" not in out and "\u2502" not in out
+    # a task whose failure was ignored is not reported
+    assert "node-exporter" not in out
+
+
+def test_a_failed_task_is_named_with_its_host_and_message(tmp_path):
+    out = summarise(tmp_path, framed(IGNORED) + framed(FAILED_TASK))
+    assert "TASK [aiplatform.observability.postgresql : Apply the migrations]" in out
+    assert "fatal: [monitoring-1]: FAILED! =>" in out
+    assert "msg: migration 0007 failed" in out
+    assert "gpu-node-1" not in out
+
+
+def test_a_log_without_failures_says_so(tmp_path):
+    out = summarise(tmp_path, framed(IGNORED))
+    assert "no failed task or test found" in out
+
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" errors="0" failures="1" tests="2">
+<testcase classname="test_grafana" name="test_api_healthy[ansible://monitoring-1]" time="0.4"/>
+<testcase classname="test_exporters_monitoring"
+          name="test_database_exporters_are_connected[ansible://monitoring-1]" time="90.1">
+<failure message="AssertionError: {'pg_up': 0.0}&#10;assert False">host = ...
+&gt;       assert ok, values()
+E       AssertionError: {'pg_up': 0.0}
+E       assert False</failure></testcase>
+</testsuite></testsuites>
+"""
+
+
+def test_failed_tests_are_read_from_the_junit_xml_where_molecule_wrapped_the_log(tmp_path):
+    wrapped = FAILED_TEST.replace("FAILED test_grafana.py::test_dashboards_in_the_folder[ansible://monitoring-1]",
+                                  "FAILED test_grafana.py::test_dashboards_in_the_folder[ansi\n  ble://monitoring-1]")
+    (tmp_path / "verify.xml").write_text(JUNIT)
+    log = tmp_path / "molecule.log"
+    log.write_text(framed(wrapped))
+    out = subprocess.run([sys.executable, str(SCRIPT), str(log), str(tmp_path / "verify.xml")],
+                         capture_output=True, text=True, check=True).stdout
+    lines = out.strip().splitlines()
+    assert lines[-1] == ("FAILED test_exporters_monitoring::test_database_exporters_are_connected"
+                         "[ansible://monitoring-1] - AssertionError: {'pg_up': 0.0}")
+    assert "E       AssertionError: {'pg_up': 0.0}" in lines
+    assert "test_api_healthy" not in out
