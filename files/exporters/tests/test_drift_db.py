@@ -123,8 +123,8 @@ def test_exporter_scores_writes_reports_and_serves_them(owner_conn, clean_pg, ex
     assert reg.get_sample_value("drift_window_samples", labels) == n_cur
     assert reg.get_sample_value("drift_current_accuracy", labels) == pytest.approx(1500 / 1800)
     assert reg.get_sample_value("drift_detected_total", labels) == 1
-    # no fine-tuning request: off by default
-    assert reg.get_sample_value("finetuning_triggers_total", {"model": "llm", "reason": "drift"}) is None
+    # no fine-tuning request: off by default; the model's series is there, at 0
+    assert reg.get_sample_value("finetuning_triggers_total", {"model": "llm", "reason": "drift"}) == 0
     assert owner_conn.execute("SELECT count(*) FROM platform.finetuning_requests").fetchone()[0] == 0
     # a second run reuses the stored baseline
     exp.scorer.score(job)

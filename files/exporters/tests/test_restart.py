@@ -38,15 +38,17 @@ def test_postgresql_restart_exporters_recover_by_themselves(clean_pg, owner_conn
                serve(registry_with(learning.collector), "127.0.0.1", 0)]
     ports = [s.server_port for s in servers]
     trig = ("finetuning_triggers_total", (("model", "llm"), ("reason", "manual")))
+    # the configured model's own reason is served at 0 while the database answers, and not at all when not
+    zero = ("finetuning_triggers_total", (("model", "llm"), ("reason", "drift")))
     lora = ("lora_versions_total", (("model", "llm"),))
     try:
         d, l = scrape(ports[0]), scrape(ports[1])
-        assert d[("aiplatform_drift_exporter_up", ())] == 1 and d[trig] == 1
+        assert d[("aiplatform_drift_exporter_up", ())] == 1 and d[trig] == 1 and d[zero] == 0
         assert l[("aiplatform_learning_exporter_up", ())] == 1 and l[lora] == 1
 
         clean_pg.stop()
         d, l = scrape(ports[0]), scrape(ports[1])  # still answering, HTTP 200
-        assert d[("aiplatform_drift_exporter_up", ())] == 0 and trig not in d
+        assert d[("aiplatform_drift_exporter_up", ())] == 0 and trig not in d and zero not in d
         assert l[("aiplatform_learning_exporter_up", ())] == 0 and lora not in l
         assert d[("aiplatform_drift_exporter_source_errors_total", (("operation", "collect"),))] >= 1
         # the scheduler's failures are counted too, and do not kill it

@@ -206,7 +206,11 @@ class DriftCollector(object):
         for job in self.config.jobs:
             detected_fam.add_metric([job.model, job.feature], detected.get(job.key, 0))
         trig = server.counter("finetuning_triggers_total")
-        for (model, reason), n in sorted(triggers.items()):
+        # Every configured model has its reason="drift" series (the one reason this exporter writes)
+        # from the start, at 0 until a request exists: a model that never drifted shows 0, not "no data".
+        counts = dict(((model, store.FINETUNING_REASON), 0) for model in self.config.models)
+        counts.update(triggers)
+        for (model, reason), n in sorted(counts.items()):
             trig.add_metric([model, reason], n)
         for fam in (kl, psi, samples, accuracy, computed, detected_fam, trig):
             yield fam

@@ -22,6 +22,9 @@ from aiplatform_exporters.drift.core import EPSILON, Baseline
 
 log = logging.getLogger(__name__)
 
+# finetuning_requests.reason of the requests this exporter inserts
+FINETUNING_REASON = "drift"
+
 FINITE_NUMERIC = ("value_num IS NOT NULL AND value_num <> 'NaN'::float8 "
                   "AND value_num <> 'Infinity'::float8 AND value_num <> '-Infinity'::float8")
 WINDOW = "model = %(model)s AND feature = %(feature)s AND observed_at >= %(start)s AND observed_at < %(end)s"
@@ -197,8 +200,8 @@ def record_report(db, model, feature, baseline_id, start, end, score, accuracy, 
             cur.execute("SELECT count(*) FROM %s WHERE model = %%s AND requested_at > now() - make_interval(secs => %%s)"
                         % db.table("finetuning_requests"), (model, float(cooldown_seconds)))
             if cur.fetchone()[0] == 0:
-                cur.execute("INSERT INTO %s (model, reason, drift_report_id) VALUES (%%s, 'drift', %%s) RETURNING id"
-                            % db.table("finetuning_requests"), (model, report_id))
+                cur.execute("INSERT INTO %s (model, reason, drift_report_id) VALUES (%%s, %%s, %%s) RETURNING id"
+                            % db.table("finetuning_requests"), (model, FINETUNING_REASON, report_id))
                 request_id = cur.fetchone()[0]
     return report_id, request_id
 
