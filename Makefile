@@ -82,12 +82,14 @@ integration: setup
 	pytest -q -p no:cacheprovider tests/integration
 
 # Each scenario's output and its verifier's JUnit XML are kept in .cache/logs/; when a scenario
-# fails, what failed is printed last.
+# fails, what failed is printed last. A scenario whose check stage (--check on fresh hosts) ignored
+# an error fails too.
 molecule: setup images
 	@mkdir -p .cache/logs; for s in $(MOLECULE_SCENARIOS); do \
 	  log=.cache/logs/molecule-$$s.log; junit=.cache/logs/verify-$$s.xml; rm -f $$junit; \
 	  rc=0; molecule test -s $$s 2>&1 | tee $$log || rc=$$?; \
 	  if [ $$rc -ne 0 ]; then $(BIN)/python tests/failure_summary.py $$log $$junit; exit $$rc; fi; \
+	  $(BIN)/python tests/failure_summary.py --check-stage $$log || exit 1; \
 	done
 
 test: lint sanity unit integration molecule

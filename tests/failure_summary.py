@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Print, last, what made a molecule run fail: its log is thousands of lines and ends with the
-destroy stage, so a reader who sees only the end of the output would otherwise not learn which
-test or task failed.
+"""Read a `molecule test` log: its log is thousands of lines and ends with the destroy stage, so a
+reader who sees only the end of the output would otherwise not learn which test or task failed.
 
-    tests/failure_summary.py LOG [JUNIT_XML]
+    tests/failure_summary.py LOG [JUNIT_XML]     print, last, what made the run fail (exits 0)
+    tests/failure_summary.py --check-stage LOG   fail if the check stage ignored an error
 
-Prints the tasks that failed without `ignore_errors` (host, task, message), then each failed
-test's assertion lines ("E   ..."), then the failed tests. Molecule wraps long lines, so the
-tests are read from the verifier's JUnit XML where it exists, and from the log otherwise.
-Exits 0; it only reports.
+The first form prints the tasks that failed without `ignore_errors` (host, task, message), then
+each failed test's assertion lines ("E   ..."), then the failed tests. Molecule wraps long lines,
+so the tests are read from the verifier's JUnit XML where it exists, and from the log otherwise.
+
+The second form asserts that `--check` on fresh hosts (molecule's check stage) is clean: a task
+that fails there and is ignored hides what the real run would do, and would hide a real error too.
 """
 import os
 import re
@@ -26,11 +28,12 @@ def clean(lines):
     return [FRAME.sub("", ANSI.sub("", line.rstrip("\n"))) for line in lines]
 
 
-def failed_tasks(lines):
-    """`fatal:` results that were not followed by `...ignoring`, with the task they belong to."""
+def failed_tasks(lines, ignored=False):
+    """`fatal:` results, with the task they belong to: those not followed by `...ignoring`, or,
+    with ignored=True, only those that were."""
     out, task = [], ""
     for i, line in enumerate(lines):
-        if line.startswith("TASK ["):
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
             task = line
         if not re.match(r"^fatal: \[[^\]]+\]: (FAILED|UNREACHABLE)", line):
             continue
@@ -39,7 +42,7 @@ def failed_tasks(lines):
             if nxt.startswith(("fatal:", "ok:", "changed:", "skipping:", "TASK [", "PLAY ", "RUNNING HANDLER")):
                 break
             following.append(nxt)
-        if any(n.strip() == "...ignoring" for n in following):
+        if any(n.strip() == "...ignoring" for n in following) != ignored:
             continue
         body = [n for n in following if n.strip() and n.strip() != "..."]
         out.append([task, line] + body[:MAX_TASK_LINES])
@@ -77,6 +80,29 @@ def failed_tests_from_junit(path):
     return assertions, summary
 
 
+def stage(lines, name):
+    """The lines molecule printed while it ran one stage (check, converge, ...)."""
+    start = next((i for i, line in enumerate(lines) if re.search(r"\u279c %s: Executing" % name, line)), None)
+    if start is None:
+        return None
+    end = next((i for i, line in enumerate(lines[start:], start) if re.search(r"\u279c %s: Executed" % name, line)),
+               len(lines))
+    return lines[start:end]
+
+
+def check_stage(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = stage(clean(f), "check")
+    if lines is None:
+        print("%s: no check stage in the log" % path)
+        return 1
+    ignored = failed_tasks(lines, ignored=True)
+    for block in ignored:
+        print("\n".join(block))
+    print("%s: the check stage ignored %d failed task result(s)" % (path, len(ignored)))
+    return 1 if ignored else 0
+
+
 def main(path, junit=None):
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = clean(f)
@@ -100,4 +126,6 @@ def main(path, junit=None):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--check-stage"]:
+        sys.exit(check_stage(sys.argv[2]))
     sys.exit(main(*sys.argv[1:3]))

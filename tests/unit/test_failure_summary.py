@@ -97,3 +97,32 @@ def test_failed_tests_are_read_from_the_junit_xml_where_molecule_wrapped_the_log
                          "[ansible://monitoring-1] - AssertionError: {'pg_up': 0.0}")
     assert "E       AssertionError: {'pg_up': 0.0}" in lines
     assert "test_api_healthy" not in out
+
+
+def stage_log(name, text):
+    return ("INFO     default \u279c %s: Executing\n" % name) + framed(text) + \
+        ("INFO     default \u279c %s: Executed: Successful\n" % name)
+
+
+def check_stage(tmp_path, text):
+    log = tmp_path / "molecule.log"
+    log.write_text(text)
+    return subprocess.run([sys.executable, str(SCRIPT), "--check-stage", str(log)], capture_output=True, text=True)
+
+
+def test_check_stage_fails_on_an_ignored_error(tmp_path):
+    result = check_stage(tmp_path, stage_log("check", IGNORED))
+    assert result.returncode == 1
+    assert "TASK [aiplatform.observability.node_exporter : Restart node_exporter]" in result.stdout
+    assert "the check stage ignored 1 failed task result(s)" in result.stdout
+
+
+def test_check_stage_passes_when_only_other_stages_ignored_errors(tmp_path):
+    clean_check = "TASK [aiplatform.observability.node_exporter : Restart node_exporter]\nskipping: [gpu-node-1]\n"
+    result = check_stage(tmp_path, stage_log("check", clean_check) + stage_log("converge", IGNORED))
+    assert result.returncode == 0, result.stdout
+    assert "ignored 0 failed task result(s)" in result.stdout
+
+
+def test_check_stage_missing_from_the_log_fails(tmp_path):
+    assert check_stage(tmp_path, stage_log("converge", "")).returncode == 1
