@@ -6,7 +6,8 @@ reader who sees only the end of the output would otherwise not learn which test 
     tests/failure_summary.py --check-stage LOG   fail if the check stage ignored an error
 
 The first form prints the tasks that failed without `ignore_errors` (host, task, message), then
-each failed test's assertion lines ("E   ..."), then the failed tests. Molecule wraps long lines,
+each failed test's assertion lines ("E   ..."), then the failed tests, then the exception that
+ended each Python traceback (a crash of molecule or of a tool). Molecule wraps long lines,
 so the tests are read from the verifier's JUnit XML where it exists, and from the log otherwise.
 
 The second form asserts that `--check` on fresh hosts (molecule's check stage) is clean: a task
@@ -103,6 +104,18 @@ def check_stage(path):
     return 1 if ignored else 0
 
 
+def tracebacks(lines):
+    """The exception line closing each Python traceback (molecule or a tool crashed)."""
+    out, inside = [], False
+    for line in lines:
+        if line.startswith("Traceback (most recent call last):"):
+            inside = True
+        elif inside and re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*", line):
+            out.append(line)
+            inside = False
+    return out
+
+
 def main(path, junit=None):
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = clean(f)
@@ -120,7 +133,11 @@ def main(path, junit=None):
     if summary:
         print("-- failed tests:")
         print("\n".join(summary))
-    if not (tasks or assertions or summary):
+    crashes = tracebacks(lines)
+    if crashes:
+        print("-- tracebacks:")
+        print("\n".join(crashes))
+    if not (tasks or assertions or summary or crashes):
         print("no failed task or test found in the log; read it whole")
     return 0
 

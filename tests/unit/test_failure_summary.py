@@ -126,3 +126,14 @@ def test_check_stage_passes_when_only_other_stages_ignored_errors(tmp_path):
 
 def test_check_stage_missing_from_the_log_fails(tmp_path):
     assert check_stage(tmp_path, stage_log("converge", "")).returncode == 1
+
+
+def test_a_crash_is_named_by_its_exception(tmp_path):
+    crash = """Traceback (most recent call last):
+  File "/usr/lib/python3.11/shlex.py", line 329, in quote
+    if _find_unsafe(s) is None:
+TypeError: expected string or bytes-like object, got 'int'
+"""
+    out = summarise(tmp_path, "ERROR    default \u279c verify: Executed: Failed\n" + framed(crash))
+    assert out.strip().splitlines()[-1] == "TypeError: expected string or bytes-like object, got 'int'"
+    assert "no failed task or test found" not in out

@@ -53,3 +53,15 @@ def test_site_playbook_only_imports():
     assert plays and all(set(p) <= {"name", "ansible.builtin.import_playbook"} for p in plays)
     root = yaml.safe_load((ROOT / "site.yml").read_text())
     assert root == [{"name": root[0]["name"], "ansible.builtin.import_playbook": "playbooks/site.yml"}]
+
+
+MOLECULE_CONFIGS = [ROOT / ".config" / "molecule" / "config.yml"] + sorted((ROOT / "molecule").glob("*/molecule.yml"))
+
+
+@pytest.mark.parametrize("config", MOLECULE_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_molecule_verifier_options_are_strings_or_flags(config):
+    """Molecule turns the options into a command line with shlex, which takes strings only: a bare
+    number (e.g. `durations: 20`) makes the verify stage crash before any test runs."""
+    options = (yaml.safe_load(config.read_text()).get("verifier") or {}).get("options") or {}
+    bad = dict((k, v) for k, v in options.items() if not (isinstance(v, str) or v is True or v is False))
+    assert not bad, f"{config.relative_to(ROOT)}: quote these verifier options: {bad}"
