@@ -25,8 +25,10 @@ MAX_ASSERTION_LINES = 12
 MAX_TASK_LINES = 6
 
 
-def clean(lines):
-    return [FRAME.sub("", ANSI.sub("", line.rstrip("\n"))) for line in lines]
+def read_log(path):
+    """The log's lines without molecule's colours and frame."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [FRAME.sub("", ANSI.sub("", line.rstrip("\n"))) for line in f]
 
 
 def failed_tasks(lines, ignored=False):
@@ -92,8 +94,7 @@ def stage(lines, name):
 
 
 def check_stage(path):
-    with open(path, encoding="utf-8", errors="replace") as f:
-        lines = stage(clean(f), "check")
+    lines = stage(read_log(path), "check")
     if lines is None:
         print("%s: no check stage in the log" % path)
         return 1
@@ -117,8 +118,7 @@ def tracebacks(lines):
 
 
 def main(path, junit=None):
-    with open(path, encoding="utf-8", errors="replace") as f:
-        lines = clean(f)
+    lines = read_log(path)
     tasks = failed_tasks(lines)
     if junit and os.path.exists(junit):
         assertions, summary = failed_tests_from_junit(junit)
