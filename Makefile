@@ -1,7 +1,8 @@
 # aiplatform.observability: one entry point for set-up, the lab and every test.
 #   make lab           build the podman lab (1 monitoring host, 2 GPU nodes) and deploy site.yml to it
 #   make lab-destroy   remove the lab containers and network
-#   make test          lint, sanity, unit, integration, collection build, molecule (default + trixie)
+#   make test          lint, sanity, unit, integration, collection build, molecule (default + trixie),
+#                      in three concurrent groups; timings in .cache/logs/stages.json (docs/testing.md)
 # Both set up their own environment: system packages via apt (as root), Python tools in .venv/.
 
 SHELL := /bin/bash
@@ -22,9 +23,13 @@ export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.collections
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # Debian packages the tools and tests need on the controller.
+# golang-github-containernetworking-plugin-dnsname: name resolution on podman's CNI networks, for the
+# molecule scenario that scrapes by name (the lab and the other scenario work without it).
 SYSTEM_PACKAGES := podman runc debootstrap uidmap prometheus prometheus-alertmanager \
-                   postgresql postgresql-client python3-venv git make
+                   postgresql postgresql-client python3-venv git make \
+                   golang-github-containernetworking-plugin-dnsname
 SYSTEM_COMMANDS := podman runc debootstrap promtool amtool psql git
+SYSTEM_FILES := /usr/lib/cni/dnsname
 
 MOLECULE_SCENARIOS := default trixie
 LAB_IMAGE_SUITES := bookworm trixie
@@ -33,7 +38,7 @@ LAB_IMAGE_SUITES := bookworm trixie
         collection molecule test lab lab-destroy clean
 
 help:
-	@sed -n '2,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,7p' Makefile | sed 's/^# \{0,1\}//'
 
 ## ---------------------------------------------------------------- set-up
 setup: system-deps venv link
@@ -42,6 +47,7 @@ system-deps: $(STAMPS)/system-deps
 $(STAMPS)/system-deps:
 	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing initdb"; \
+	for f in $(SYSTEM_FILES); do test -e $$f || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages (missing:$$missing)"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "run as root, or install: $(SYSTEM_PACKAGES)" >&2; exit 1; fi; \
@@ -83,16 +89,21 @@ integration: setup
 
 # Each scenario's output and its verifier's JUnit XML are kept in .cache/logs/; when a scenario
 # fails, what failed is printed last. A scenario whose check stage (--check on fresh hosts) ignored
-# an error fails too.
+# an error fails too. `make molecule` runs the scenarios at the same time; `make molecule-<name>` one.
 molecule: setup images
-	@mkdir -p .cache/logs; for s in $(MOLECULE_SCENARIOS); do \
-	  log=.cache/logs/molecule-$$s.log; junit=.cache/logs/verify-$$s.xml; rm -f $$junit; \
-	  rc=0; molecule test -s $$s 2>&1 | tee $$log || rc=$$?; \
-	  if [ $$rc -ne 0 ]; then $(BIN)/python tests/failure_summary.py $$log $$junit; exit $$rc; fi; \
-	  $(BIN)/python tests/failure_summary.py --check-stage $$log || exit 1; \
-	done
+	@$(BIN)/python tests/run_stages.py $(foreach s,$(MOLECULE_SCENARIOS),--group molecule-$(s))
 
-test: lint sanity unit integration molecule
+molecule-%: setup images
+	@mkdir -p .cache/logs; log=.cache/logs/molecule-$*.log; junit=.cache/logs/verify-$*.xml; rm -f $$junit; \
+	rc=0; molecule test -s $* 2>&1 | tee $$log || rc=$$?; \
+	if [ $$rc -ne 0 ]; then $(BIN)/python tests/failure_summary.py $$log $$junit; exit $$rc; fi; \
+	$(BIN)/python tests/failure_summary.py --check-stage $$log
+
+# Three groups at the same time (2 cores: the molecule scenarios spend much of their time waiting on
+# containers and polls): the checks that need no containers, and each molecule scenario.
+test: setup images
+	@$(BIN)/python tests/run_stages.py --group "lint sanity unit integration" \
+	  $(foreach s,$(MOLECULE_SCENARIOS),--group molecule-$(s))
 	@echo "make test: all stages passed"
 
 ## ---------------------------------------------------------------- lab
