@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / '.collections'))
 sys.path.insert(0, str(REPO / 'tests' / 'grafana_standin'))
 
+from ansible.module_utils import _internal as module_utils_internal  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
 
 import standin  # noqa: E402
@@ -62,8 +63,13 @@ def standin_request(standin_url):
 
 
 @pytest.fixture
-def run_module(capsys):
-    """Run a module's main() in this process; return (result dict, failed)."""
+def run_module(capsys, monkeypatch):
+    """Run a module's main() in this process; return (result dict, failed).
+
+    As on a host: module_utils must not think it runs in the controller. Importing controller code in
+    the same session (the filter plugins' tests do: ansible.errors) switches module_utils to the
+    controller's ways, where warn() prints through Display instead of returning the warning."""
+    monkeypatch.setattr(module_utils_internal, 'is_controller', False)
 
     def runner(module, args, check=False, diff=True):
         params = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
