@@ -65,3 +65,11 @@ def test_molecule_verifier_options_are_strings_or_flags(config):
     options = (yaml.safe_load(config.read_text()).get("verifier") or {}).get("options") or {}
     bad = dict((k, v) for k, v in options.items() if not (isinstance(v, str) or v is True or v is False))
     assert not bad, f"{config.relative_to(ROOT)}: quote these verifier options: {bad}"
+
+
+def test_prometheus_is_deployed_before_alertmanager():
+    """Prometheus' package brings promtool, which checks Alertmanager's web config before it is
+    written: on a fresh host's first run too, only when Prometheus comes first."""
+    play = yaml.safe_load((ROOT / "playbooks" / "monitoring.yml").read_text())[0]
+    roles = [r["role"].rsplit(".", 1)[-1] for r in play["roles"]]
+    assert roles.index("prometheus") < roles.index("alertmanager"), roles

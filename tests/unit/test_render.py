@@ -67,8 +67,8 @@ def render(tmp_path, extra=None, *args, name="render"):
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("render")
-    # node_exporter is the lead's role; test_render_includes_node_exporter covers it.
-    proc, out = render(tmp, EXTRA, "--skip-tags", "node_exporter")
+    # The complete render (every role, every host); the variants below render only the roles they change.
+    proc, out = render(tmp, EXTRA)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 
@@ -155,11 +155,11 @@ def test_web_config_is_valid_and_its_bcrypt_hash_is_stable(rendered, tmp_path):
     assert bcrypt.checkpw(PASSWORD.encode(), digest.encode())
     assert not bcrypt.checkpw(b"wrong", digest.encode())
     assert PASSWORD not in path.read_text()
-    proc, again = render(tmp_path, EXTRA, "--skip-tags", "node_exporter", name="again")
+    proc, again = render(tmp_path, EXTRA, "--tags", "prometheus", name="again")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert PASSWORD not in proc.stdout + proc.stderr
     # the same password gives the same hash on every run: no change, no restart
-    for f in rendered.rglob("*"):
+    for f in (rendered / "mon1/etc/prometheus").rglob("*"):
         if f.is_file():
             twin = again / f.relative_to(rendered)
             assert hashlib.sha256(f.read_bytes()).digest() == hashlib.sha256(twin.read_bytes()).digest(), f
@@ -190,7 +190,7 @@ def test_archive_install_and_other_os_family(tmp_path):
     proc, out = render(tmp_path, {"aiplatform_render_os_family": "RedHat", "alertmanager_receivers": [
         {"name": "oncall", "webhook_configs": [{"url": "https://hooks.example.com/alert"}]}],
         "alertmanager_routes": [{"receiver": "oncall", "matchers": ['severity="critical"']}]},
-        "--skip-tags", "node_exporter")
+        "--tags", "prometheus,alertmanager")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ExecStart=/usr/local/bin/prometheus " in (out / "mon1/etc/systemd/system/prometheus.service").read_text()
     am_unit = out / "mon1/etc/systemd/system/alertmanager.service"
@@ -203,7 +203,7 @@ def test_archive_install_and_other_os_family(tmp_path):
 
 
 def test_undefined_receiver_is_rejected(tmp_path):
-    proc, _ = render(tmp_path, {"alertmanager_route_receiver": "pager"}, "--skip-tags", "node_exporter")
+    proc, _ = render(tmp_path, {"alertmanager_route_receiver": "pager"}, "--tags", "alertmanager")
     assert proc.returncode != 0
     assert "receiver 'pager' is not defined" in proc.stdout + proc.stderr
 
@@ -217,12 +217,11 @@ def test_render_needs_render_dir(tmp_path):
     assert "Set render_dir" in proc.stdout + proc.stderr
 
 
-def test_render_includes_node_exporter(tmp_path):
-    """The complete render, node_exporter (the lead's role) included, on every host."""
-    proc, out = render(tmp_path, {})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_render_includes_node_exporter(rendered):
+    """The complete render, node_exporter included, on every host."""
     for host in INVENTORY["all"]["hosts"]:
-        assert (out / host).is_dir(), f"nothing rendered for {host}"
+        assert (rendered / host / "etc/systemd/system").is_dir(), f"nothing rendered for {host}"
+        assert list((rendered / host).rglob("*node*exporter*")), f"no node_exporter file for {host}"
 
 
 def test_offline_archive_is_verified_on_the_controller(tmp_path):
@@ -241,12 +240,12 @@ def test_offline_archive_is_verified_on_the_controller(tmp_path):
 
     offline = {"aiplatform_render_os_family": "RedHat", "alertmanager_version": "0.25.0",
                "alertmanager_archive_local_path": archive}
-    proc, out = render(tmp_path, offline, "--skip-tags", "node_exporter,prometheus")
+    proc, out = render(tmp_path, offline, "--tags", "alertmanager")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ExecStart=/usr/local/bin/alertmanager " in (out / "mon1/etc/systemd/system/alertmanager.service").read_text()
 
     wrong = {**offline, "alertmanager_archive_sha256": "0" * 64}
-    proc, _ = render(tmp_path, wrong, "--skip-tags", "node_exporter,prometheus", name="wrong")
+    proc, _ = render(tmp_path, wrong, "--tags", "alertmanager", name="wrong")
     assert proc.returncode != 0
     assert f"found '{digest}'" in proc.stdout + proc.stderr
 

@@ -127,7 +127,7 @@ def test_every_alert_has_the_documented_labels_and_annotations(default_rules):
     for rule in rules:
         assert rule["for"] == "5m", rule
         assert set(rule["labels"]) == {"severity"}, rule
-        assert set(rule["annotations"]) == {"summary", "description", "runbook"}, rule
+        assert set(rule["annotations"]) == {"summary", "description", "runbook", "runbook_url"}, rule
         assert "$value" in rule["annotations"]["description"] or rule["alert"] == "TargetDown", rule
 
 

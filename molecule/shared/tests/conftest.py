@@ -5,11 +5,33 @@ concerns one group only declares it, e.g. `testinfra_hosts = ["ansible://monitor
 below ask the running services themselves, from inside the host, using the host's python3
 (the minimal images have no curl).
 """
+import base64
 import json
+import os
 import re
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
+import testinfra
+from testinfra.utils import ansible_runner
+
+# testinfra runs a command on a host of an ansible:// inventory through a native backend only for the
+# connections it knows (ssh, docker, lxc, ...); for podman it starts a whole Ansible run per command
+# (seconds each). Hosts molecule reaches with podman are asked with `podman exec` instead; the
+# ansible:// host keeps its inventory variables (host.ansible.get_variables()).
+_get_ansible_host = ansible_runner.get_ansible_host
+
+
+def _podman_aware_get_ansible_host(config, inventory, host, **kwargs):
+    hostvars = inventory.get("_meta", {}).get("hostvars", {}).get(host, {})
+    if hostvars.get("ansible_connection") in ("podman", "containers.podman.podman"):
+        return testinfra.get_host("podman://%s" % hostvars.get("ansible_host", host))
+    return _get_ansible_host(config, inventory, host, **kwargs)
+
+
+ansible_runner.get_ansible_host = _podman_aware_get_ansible_host
 
 _HTTP = r"""
 import json, sys, urllib.request, urllib.error, base64
@@ -89,6 +111,48 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "day2: re-runs playbooks or restarts services to prove day-2 behaviour (thresholds, pg_hba "
-        "reload, backup/restore, PostgreSQL restart) and waits for data; the Debian 12 scenario runs "
-        "them, the Debian 13 scenario deselects them to stay within CI's time",
+        "reload, backup/restore, PostgreSQL restart, alert delivery) and waits for data; every "
+        "scenario runs them (`-m 'not day2'` skips them for a quick look)",
     )
+
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+
+
+def playbook(name, *args, timeout=600):
+    """Run playbooks/<name> on the controller against molecule's inventory: (returncode, output)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")  # molecule forces colour; output is matched as text
+    binary = PROJECT / ".venv" / "bin" / "ansible-playbook"
+    cmd = [str(binary) if binary.exists() else "ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+           str(PROJECT / "playbooks" / name), *args]
+    proc = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+CHECK = "/usr/local/bin/aiplatform-check-dashboards"
+VENV_PYTHON = "/opt/aiplatform-exporters/venv/bin/python"
+
+
+def truth_check(host, hostvars, deadline_s=0, delay_s=20):
+    """Run the dashboard truth check on the monitoring host, as verify_dashboards.yml does (every GPU
+    node must answer the GPU panels); retry until it passes or deadline_s has passed. Returns the
+    last run (rc, stdout, stderr)."""
+    env = "PGPASSWORD=%s\nGRAFANA_PASSWORD=%s\n" % (hostvars["postgresql_grafana_reader_password"],
+                                                     hostvars["grafana_admin_password"])
+    env_file = "/root/.aiplatform-check-env"
+    host.run("umask 077 && printf %s | base64 -d > %s", base64.b64encode(env.encode()).decode(), env_file)
+    python = VENV_PYTHON if host.file(VENV_PYTHON).exists else "python3"
+    gpu_args = " ".join("--gpu-instance %s" % h for h in hostvars["groups"].get("gpu_nodes", []))
+    deadline = time.monotonic() + deadline_s
+    try:
+        while True:
+            cmd = host.run("%s %s --env-file %s --grafana-url http://127.0.0.1:3000 --grafana-user %s --prometheus-url "
+                           "http://127.0.0.1:9090 --pg-host 127.0.0.1 --pg-sslmode %s --gpu-job gpu " + gpu_args,
+                           python, CHECK, env_file, hostvars.get("grafana_admin_user", "admin"),
+                           "require" if hostvars.get("postgresql_ssl_enabled", False) else "disable")
+            if cmd.rc == 0 or time.monotonic() > deadline:
+                return cmd.rc, cmd.stdout, cmd.stderr
+            time.sleep(delay_s)
+    finally:
+        host.run("rm -f %s", env_file)

@@ -4,19 +4,15 @@ Asks the Grafana API itself for what the role delivered (datasources, folder, th
 one deploy annotation), then runs the dashboard truth check on the host, polling until every panel
 of the three dashboards returns data (the demo workload needs a few minutes to fill every series).
 """
-import base64
 import json
-import time
 
 import pytest
 
-from conftest import http
+from conftest import CHECK, http, truth_check
 
 testinfra_hosts = ["ansible://monitoring"]
 
 GRAFANA = "http://127.0.0.1:3000"
-CHECK = "/usr/local/bin/aiplatform-check-dashboards"
-VENV_PYTHON = "/opt/aiplatform-exporters/venv/bin/python"
 DASHBOARDS = {"platform-overview": 11, "learning-engine": 16, "mcp-activity": 15}
 TRUTH_CHECK_DEADLINE_S = 360
 TRUTH_CHECK_DELAY_S = 20
@@ -111,25 +107,10 @@ def test_truth_check_installed(host):
 
 @pytest.mark.day2
 def test_every_panel_returns_data(host, hostvars):
-    """The truth check on the host: every panel target of the three dashboards returns data."""
-    env = "PGPASSWORD=%s\nGRAFANA_PASSWORD=%s\n" % (hostvars["postgresql_grafana_reader_password"],
-                                                     hostvars["grafana_admin_password"])
-    env_file = "/root/.aiplatform-check-env"
-    host.run("umask 077 && printf %s | base64 -d > %s",
-             base64.b64encode(env.encode()).decode(), env_file)
-    python = VENV_PYTHON if host.file(VENV_PYTHON).exists else "python3"
-    deadline = time.monotonic() + TRUTH_CHECK_DEADLINE_S
-    try:
-        while True:
-            cmd = host.run("%s %s --env-file %s --grafana-url %s --grafana-user %s --prometheus-url "
-                           "http://127.0.0.1:9090 --pg-host 127.0.0.1 --pg-sslmode %s",
-                           python, CHECK, env_file, GRAFANA, hostvars.get("grafana_admin_user", "admin"),
-                           "require" if hostvars.get("postgresql_ssl_enabled", False) else "disable")
-            if cmd.rc == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(TRUTH_CHECK_DELAY_S)
-    finally:
-        host.run("rm -f %s", env_file)
-    print(cmd.stdout)
-    assert cmd.rc == 0, "panels without data after %ds:\n%s%s" % (
-        TRUTH_CHECK_DEADLINE_S, "\n".join(line for line in cmd.stdout.splitlines() if line.startswith("!!")), cmd.stderr)
+    """The truth check on the host: every panel target of the three dashboards returns data, from the
+    real exporters (the GPU panels answered on every GPU node), and every job it depends on is up."""
+    rc, out, err = truth_check(host, hostvars, deadline_s=TRUTH_CHECK_DEADLINE_S, delay_s=TRUTH_CHECK_DELAY_S)
+    print(out)
+    assert rc == 0, "panels without data after %ds:\n%s%s" % (
+        TRUTH_CHECK_DEADLINE_S, "\n".join(line for line in out.splitlines() if line.startswith("!!")), err)
+    assert "job gpu" in out and "simulated" in out, "the lab's GPU panels come from simulated GPUs, reported as such"

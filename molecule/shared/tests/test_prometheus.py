@@ -5,16 +5,14 @@ while an invalid threshold stops in preflight with the live rule files untouched
 import json
 import os
 import re
-import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 import testinfra
 import yaml
 
-from conftest import http, http_json
+from conftest import http, http_json, playbook
 
 testinfra_hosts = ["ansible://monitoring"]
 
@@ -77,15 +75,7 @@ def _rule_checksums(host):
 
 def _playbook(*args):
     """Run playbooks/thresholds.yml on the controller against molecule's inventory."""
-    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    env = dict(os.environ, ANSIBLE_CONFIG=str(project / "ansible.cfg"),
-               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")  # molecule forces colour; diffs are matched as text
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(project / "playbooks" / "thresholds.yml"), *args]
-    venv_bin = project / ".venv" / "bin" / "ansible-playbook"
-    if venv_bin.exists():
-        cmd[0] = str(venv_bin)
-    proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=600)
-    return proc, proc.stdout + proc.stderr
+    return playbook("thresholds.yml", *args)
 
 
 def _varfile(content):
@@ -116,6 +106,27 @@ def test_every_target_is_up(host, hostvars):
         if target["labels"]["job"] == "gpu":
             assert target["labels"]["instance"] in groups.get("gpu_nodes", []), target["labels"]
     assert active[0]["scrapeInterval"] == "15s"
+
+
+def test_targets_are_reached_at_the_address_the_source_gives(host, hostvars):
+    """aiplatform_scrape_address_source: inventory keeps the names (this network resolves them);
+    default_ipv4 scrapes each host at the IPv4 address of its default route, without name resolution."""
+    source = hostvars.get("aiplatform_scrape_address_source", "inventory")
+    inventory = getattr(host.backend, "ansible_inventory", None) or os.environ["MOLECULE_INVENTORY_FILE"]
+    expected = {}
+    for name in hostvars["groups"]["all"]:
+        if source == "inventory":
+            expected[name] = name
+        else:
+            facts = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory).ansible(
+                "setup", "gather_subset=!all,!min,network filter=ansible_default_ipv4")
+            expected[name] = facts["ansible_facts"]["ansible_default_ipv4"]["address"]
+    active = _api(host, hostvars, "/api/v1/targets?state=active")["activeTargets"]
+    node_targets = dict((t["labels"]["instance"], t["scrapeUrl"]) for t in active if t["labels"]["job"] == "node")
+    assert sorted(node_targets) == sorted(expected), node_targets
+    for name, url in node_targets.items():
+        assert url.split("://", 1)[1].rsplit(":", 1)[0] == expected[name], (source, name, url)
+    print("scrape source %s: %s" % (source, node_targets))
 
 
 def test_gpu_targets_only_where_the_exporter_is_deployed(host, hostvars):
@@ -166,23 +177,23 @@ def test_threshold_change_reloads_rules_without_restart(host, hostvars):
     changed = _varfile({"aiplatform_thresholds": {"drift_kl_divergence": {"alert": {"critical": 0.37}}}})
     try:
         # --check --diff shows the change and changes nothing
-        proc, out = _playbook("-e", f"@{changed}", "--check", "--diff")
-        assert proc.returncode == 0, out[-3000:]
+        rc, out = _playbook("-e", f"@{changed}", "--check", "--diff")
+        assert rc == 0, out[-3000:]
         assert re.search(r"^-.*drift_kl_divergence\) > 0\.2 and", out, re.M), out[-3000:]
         assert re.search(r"^\+.*drift_kl_divergence\) > 0\.37 and", out, re.M), out[-3000:]
         assert _rule_checksums(host) == before
 
-        proc, out = _playbook("-e", f"@{changed}")
-        assert proc.returncode == 0, out[-3000:]
+        rc, out = _playbook("-e", f"@{changed}")
+        assert rc == 0, out[-3000:]
         _poll(lambda: (any("> 0.37" in q for q in _alert_queries(host, hostvars, "ModelDriftKL")),
                        _alert_queries(host, hostvars, "ModelDriftKL")), timeout=90, interval=3)
         assert _metric(host, hostvars, "prometheus_config_last_reload_successful") == 1
         assert _metric(host, hostvars, "process_start_time_seconds") == start, "Prometheus was restarted"
         assert _rule_checksums(host)["aiplatform-recording.rules.yml"] == before["aiplatform-recording.rules.yml"]
     finally:
-        proc, out = _playbook()
+        rc, out = _playbook()
         os.unlink(changed)
-    assert proc.returncode == 0, out[-3000:]
+    assert rc == 0, out[-3000:]
     _poll(lambda: (any("> 0.2 and" in q for q in _alert_queries(host, hostvars, "ModelDriftKL")),
                    _alert_queries(host, hostvars, "ModelDriftKL")), timeout=90, interval=3)
     assert _rule_checksums(host) == before
@@ -195,10 +206,10 @@ def test_invalid_threshold_fails_in_preflight_and_changes_nothing(host, hostvars
     before = _rule_checksums(host)
     bad = _varfile({"aiplatform_thresholds": {"drift_psi": {"alert": {"warning": "high"}}}})
     try:
-        proc, out = _playbook("-e", f"@{bad}")
+        rc, out = _playbook("-e", f"@{bad}")
     finally:
         os.unlink(bad)
-    assert proc.returncode != 0, out[-3000:]
+    assert rc != 0, out[-3000:]
     assert "aiplatform_thresholds.drift_psi.alert.warning: must be a number" in out, out[-3000:]
     assert _rule_checksums(host) == before
     assert _metric(host, hostvars, "process_start_time_seconds") == start

@@ -10,9 +10,22 @@ Grafana's interval variables ($__rate_interval, $__interval, $__range, ...) and 
 ($__timeFilter(col), $__timeFrom(), ...) are replaced by concrete values for the dashboard's
 default time range. The variable queries (label_values) and the SQL annotations are run too.
 
-A table is printed (dashboard, panel, query, series or rows); the exit status is 1 when a panel
-target or a variable returns nothing or a query fails, 0 when everything returned data, 2 on bad
-usage. Annotation queries only fail on errors (a time range without events is normal).
+A table is printed (dashboard, panel, query, series or rows, and which job@instance answered);
+the exit status is 1 when a panel target or a variable returns nothing or a query fails, 0 when
+everything returned data, 2 on bad usage. Annotation queries only fail on errors (a time range
+without events is normal).
+
+Data must come from the real exporters, not only from a stand-in:
+* Each PromQL target's answer is traced to the jobs and instances behind it: the query's series
+  selectors, and those of the recording rules it reads (Prometheus' /api/v1/rules), are asked
+  `count by (job, instance, <simulated label>)`. Series that carry the simulated marker
+  (--simulated-label, default modelName="Simulated GPU (demo workload)") are reported apart.
+* Every job that answers a panel must be up on all its targets (one row per job, `up == 1`).
+* GPU panels (a selector on --gpu-metric-prefix, default DCGM_) must be answered on every
+  --gpu-instance by the GPU exporter's job (--gpu-job): by its own series for the panel, or, on a
+  node without a readable GPU, by the exporter's status series (--gpu-status-metric, default
+  aiplatform_gpu_exporter_up, which the NVML exporter publishes as 0 there). A GPU panel answered
+  only by simulated series while a GPU node's exporter is down or missing fails, naming the node.
 
 Runs with the Python standard library. SQL goes through psycopg when it can be imported (the
 exporters' venv: /opt/aiplatform-exporters/venv/bin/python), else through `psql`.
@@ -195,6 +208,59 @@ def sql(raw, ctx):
     return substitute_variables(raw, ())
 
 
+# ---------------------------------------------------------------------------- PromQL selectors
+PROMQL_TOKEN_RE = re.compile(r"""
+    (?P<string>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
+  | (?P<matchers>\{(?:"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`|[^{}"'`])*\})
+  | (?P<range>\[[^\]]*\])
+  | (?P<number>\d[\w.]*|\.\d[\w.]*)
+  | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
+  | (?P<space>\s+)
+  | (?P<other>.)
+""", re.X)
+PROMQL_KEYWORDS = {'and', 'or', 'unless', 'offset', 'bool', 'inf', 'nan', 'atan2', 'start', 'end'}
+PROMQL_AGGREGATIONS = {'sum', 'min', 'max', 'avg', 'group', 'stddev', 'stdvar', 'count', 'count_values', 'bottomk',
+                       'topk', 'quantile', 'limitk', 'limit_ratio'}
+PROMQL_LABEL_LISTS = {'by', 'without', 'on', 'ignoring', 'group_left', 'group_right'}
+
+
+def selectors(expr):
+    """The series selectors of a PromQL expression, e.g. ['up{job="gpu"}', 'DCGM_FI_DEV_GPU_UTIL']."""
+    tokens = [(m.lastgroup, m.group()) for m in PROMQL_TOKEN_RE.finditer(expr) if m.lastgroup != 'space']
+    found, i = [], 0
+    while i < len(tokens):
+        kind, text = tokens[i]
+        following = tokens[i + 1] if i + 1 < len(tokens) else (None, None)
+        if kind == 'ident' and text in PROMQL_LABEL_LISTS and following[1] == '(':
+            depth, i = 0, i + 1
+            while i < len(tokens):                    # skip the label list: by (job, instance)
+                depth += {'(': 1, ')': -1}.get(tokens[i][1], 0)
+                i += 1
+                if depth == 0:
+                    break
+            continue
+        if kind == 'ident' and (text.lower() in PROMQL_KEYWORDS or text in PROMQL_AGGREGATIONS
+                                or text in PROMQL_LABEL_LISTS or following[1] == '('):
+            i += 1                                      # an operator, or a function or aggregation name
+            continue
+        if kind == 'ident':
+            found.append(text + (following[1] if following[0] == 'matchers' else ''))
+            i += 2 if following[0] == 'matchers' else 1
+            continue
+        if kind == 'matchers':
+            found.append(text)                          # {__name__=~"a|b"}
+        i += 1
+    return list(dict.fromkeys(found))
+
+
+def metric_name(selector):
+    match = re.match(r'^([A-Za-z_:][A-Za-z0-9_:]*)', selector)
+    if match:
+        return match.group(1)
+    match = re.search(r'__name__\s*=\s*"([^"]*)"', selector)
+    return match.group(1) if match else ''
+
+
 # ---------------------------------------------------------------------------- backends
 class HTTP(object):
     def __init__(self, base, user=None, password=None, token=None, ca_file=None, insecure=False, timeout=30):
@@ -261,6 +327,108 @@ class Prometheus(object):
         return len(self._data('/api/v1/label/%s/values' % match.group(2), params))
 
 
+class Sources(object):
+    """Which (job, instance) answer a PromQL expression, through the recording rules it reads.
+
+    A source is (job, instance, simulated): simulated is true for series that carry the simulated
+    marker label value. Recording rules are read once from /api/v1/rules.
+    """
+
+    def __init__(self, prom, simulated_label, simulated_value):
+        self.prom = prom
+        self.simulated_label = simulated_label
+        self.simulated_value = simulated_value
+        self._rules = None
+        self._cache = {}
+
+    def rules(self):
+        if self._rules is None:
+            self._rules = {}
+            for group in self.prom._data('/api/v1/rules', {'type': 'record'}).get('groups', []):
+                for rule in group.get('rules', []):
+                    if rule.get('type') == 'recording':
+                        self._rules.setdefault(rule['name'], []).append(rule['query'])
+        return self._rules
+
+    def base_selectors(self, expr, depth=0):
+        """Selectors of the raw series behind expr (recorded series replaced by their rules' selectors)."""
+        out = []
+        for selector in selectors(expr):
+            name = metric_name(selector)
+            if depth < 8 and name in self.rules():
+                for rule_expr in self.rules()[name]:
+                    out.extend(self.base_selectors(rule_expr, depth + 1))
+            else:
+                out.append(selector)
+        return list(dict.fromkeys(out))
+
+    def of(self, expr, ctx):
+        found = set()
+        for selector in self.base_selectors(expr):
+            key = (selector, int(ctx.range), int(ctx.end))
+            if key not in self._cache:
+                query = 'count by (job, instance, %s) (last_over_time(%s[%ds]))' % (
+                    self.simulated_label, selector, max(int(ctx.range), 60))
+                data = self.prom._data('/api/v1/query', {'query': query, 'time': '%.3f' % ctx.end})
+                self._cache[key] = set((m.get('job', ''), m.get('instance', ''),
+                                        m.get(self.simulated_label) == self.simulated_value)
+                                       for m in (r.get('metric', {}) for r in data.get('result', [])))
+            found |= self._cache[key]
+        return found
+
+
+def describe_sources(found):
+    real = sorted('%s@%s' % (j or '?', i or '?') for j, i, sim in found if not sim)
+    simulated = sorted('%s@%s' % (j or '?', i or '?') for j, i, sim in found if sim)
+    text = ', '.join(real) if real else 'no real source'
+    if simulated:
+        text += '; SIMULATED: ' + ', '.join(simulated)
+    return text
+
+
+class GpuCoverage(object):
+    """Is every GPU node answering for itself? Its own series, or its exporter's status series."""
+
+    def __init__(self, prom, job, instances, status_metric, metric_prefix):
+        self.prom = prom
+        self.job = job
+        self.instances = list(instances)
+        self.status_metric = status_metric
+        self.metric_prefix = metric_prefix
+        self._status = {}
+
+    def is_gpu_target(self, expr):
+        return any(metric_name(sel).startswith(self.metric_prefix) for sel in selectors(expr))
+
+    def status(self, instance, ctx):
+        """None when the node's exporter answers (up 1, status series present), else why not."""
+        if instance not in self._status:
+            labels = '{job="%s", instance="%s"}' % (self.job, instance)
+            up = self.prom._data('/api/v1/query', {'query': 'up' + labels, 'time': '%.3f' % ctx.end})['result']
+            if not up:
+                self._status[instance] = 'not a target of job %s' % self.job
+            elif not any(_finite(r['value'][1]) and float(r['value'][1]) == 1 for r in up):
+                self._status[instance] = 'job %s target down' % self.job
+            elif not self.prom._data('/api/v1/query', {'query': self.status_metric + labels,
+                                                       'time': '%.3f' % ctx.end})['result']:
+                self._status[instance] = 'up, but no %s series' % self.status_metric
+            else:
+                self._status[instance] = None
+        return self._status[instance]
+
+    def missing(self, found, ctx):
+        """[(instance, why)] of the GPU nodes that do not answer a GPU panel whose sources are `found`."""
+        answered = set(i for j, i, sim in found if j == self.job and not sim)
+        out = []
+        for instance in self.instances:
+            if instance in answered:
+                continue
+            why = self.status(instance, ctx)
+            if why:
+                out.append((instance, why))
+        return out
+
+
 def _finite(value):
     try:
         return math.isfinite(float(value))
@@ -325,20 +493,39 @@ def ds_type(target, panel):
     return ds.get('type', '') if isinstance(ds, dict) else ''
 
 
-def check_dashboard(dashboard, prom, pg, now, scrape, max_points):
-    """Rows of (dashboard, panel, kind, query, result, ok)."""
+def check_dashboard(dashboard, prom, pg, now, scrape, max_points, sources=None, gpu=None, jobs=None):
+    """Rows of (dashboard, panel, kind, query, result, ok, answered by).
+
+    With `sources` (a Sources), every PromQL answer is traced to its jobs and instances; the jobs
+    found are added to the set `jobs`. With `gpu` (a GpuCoverage), GPU panels must be answered on
+    every GPU node."""
     uid = dashboard.get('uid', '?')
     ctx = TimeContext(dashboard, now, scrape, max_points)
     rows = []
 
-    def run(panel_title, kind, query, func, unit, must_have_data=True):
+    def run(panel_title, kind, query, func, unit, must_have_data=True, expr=None):
+        answered = ''
         try:
             n = func()
             ok = n > 0 or not must_have_data
             result = '%d %s' % (n, unit) if n > 0 else ('NO DATA' if must_have_data else '0 %s' % unit)
+            if ok and expr is not None and sources is not None:
+                found = sources.of(expr, ctx)
+                answered = describe_sources(found)
+                if jobs is not None:
+                    jobs.update(j for j, i, sim in found if not sim and j)
+                if found and all(sim for j, i, sim in found):
+                    ok, result = False, result + ', ONLY SIMULATED'
+                if gpu is not None and gpu.is_gpu_target(expr):
+                    if found and all(sim for j, i, sim in found) and gpu.instances:
+                        ok, result = True, result.replace(', ONLY SIMULATED', ', simulated')
+                    missing = gpu.missing(found, ctx)
+                    if missing:
+                        ok = False
+                        result += ', GPU NODE NOT ANSWERING: ' + ', '.join('%s (%s)' % m for m in missing)
         except CheckError as e:
             ok, result = False, 'ERROR: %s' % e
-        rows.append((uid, panel_title, kind, query, result, ok))
+        rows.append((uid, panel_title, kind, query, result, ok, answered))
 
     for var in (dashboard.get('templating') or {}).get('list', []):
         if var.get('type') != 'query':
@@ -347,7 +534,10 @@ def check_dashboard(dashboard, prom, pg, now, scrape, max_points):
         query = query.get('query') if isinstance(query, dict) else query
         if prom is None:
             continue
-        run('$' + var.get('name', '?'), 'variable', query, lambda q=query: prom.count_label_values(q, ctx), 'values')
+        match = re.match(r'^\s*label_values\(\s*(.*?)\s*,\s*\w+\s*\)\s*$', query or '', re.S)
+        expr = substitute_variables(match.group(1), ()) if match else None
+        run('$' + var.get('name', '?'), 'variable', query, lambda q=query: prom.count_label_values(q, ctx), 'values',
+            expr=expr)
 
     for ann in (dashboard.get('annotations') or {}).get('list', []):
         target = ann.get('target') or {}
@@ -355,7 +545,8 @@ def check_dashboard(dashboard, prom, pg, now, scrape, max_points):
             try:
                 query = sql(target['rawSql'], ctx)
             except CheckError as e:
-                rows.append((uid, 'annotation: ' + ann.get('name', '?'), 'sql', target['rawSql'], 'ERROR: %s' % e, False))
+                rows.append((uid, 'annotation: ' + ann.get('name', '?'), 'sql', target['rawSql'], 'ERROR: %s' % e, False,
+                             ''))
                 continue
             run('annotation: ' + ann.get('name', '?'), 'sql', query, lambda q=query: pg.count_rows(q), 'rows',
                 must_have_data=False)
@@ -364,7 +555,7 @@ def check_dashboard(dashboard, prom, pg, now, scrape, max_points):
         title = '%s (#%s)' % (panel.get('title', '?'), panel.get('id', '?'))
         targets = [t for t in panel.get('targets', []) if not t.get('hide')]
         if not targets:
-            rows.append((uid, title, '-', '', 'NO TARGETS', False))
+            rows.append((uid, title, '-', '', 'NO TARGETS', False, ''))
         for target in targets:
             kind = ds_type(target, panel)
             try:
@@ -375,16 +566,42 @@ def check_dashboard(dashboard, prom, pg, now, scrape, max_points):
                     instant = bool(target.get('instant')) and not target.get('range', False)
                     run(title, 'promql', expr,
                         lambda e=expr, i=instant, mi=target.get('interval') or None: prom.count_series(e, ctx, i, mi),
-                        'series')
+                        'series', expr=expr)
                 elif kind in POSTGRES_TYPES:
                     if pg is None:
                         continue
                     query = sql(target.get('rawSql', ''), ctx)
                     run(title, 'sql', query, lambda q=query: pg.count_rows(q), 'rows')
                 else:
-                    rows.append((uid, title, kind or '?', '', 'ERROR: unsupported datasource type %r' % kind, False))
+                    rows.append((uid, title, kind or '?', '', 'ERROR: unsupported datasource type %r' % kind, False, ''))
             except CheckError as e:
-                rows.append((uid, title, kind, target.get('expr') or target.get('rawSql') or '', 'ERROR: %s' % e, False))
+                rows.append((uid, title, kind, target.get('expr') or target.get('rawSql') or '', 'ERROR: %s' % e, False,
+                             ''))
+    return rows
+
+
+def check_jobs(prom, jobs, gpu, now):
+    """One row per job the dashboards depend on: every target of it up (up == 1); the GPU job on every
+    GPU node."""
+    rows = []
+    expected = dict((job, set()) for job in jobs)
+    if gpu is not None and gpu.instances:
+        expected.setdefault(gpu.job, set()).update(gpu.instances)
+    for job in sorted(expected):
+        query = 'up{job="%s"}' % job
+        try:
+            result = prom._data('/api/v1/query', {'query': query, 'time': '%.3f' % now})['result']
+            values = dict((r['metric'].get('instance', '?'), r['value'][1]) for r in result)
+            down = sorted(i for i, v in values.items() if not (_finite(v) and float(v) == 1))
+            missing = sorted(expected[job] - set(values))
+            problems = ['DOWN: ' + ', '.join(down)] if down else []
+            problems += ['MISSING: ' + ', '.join(missing)] if missing else []
+            ok = bool(values) and not problems
+            text = 'up on %d/%d targets' % (len(values) - len(down), len(values))
+            rows.append(('-', 'job %s' % job, 'up', query, text + ('' if ok else ', ' + '; '.join(problems or ['no target'])),
+                         ok, ', '.join(sorted(values))))
+        except CheckError as e:
+            rows.append(('-', 'job %s' % job, 'up', query, 'ERROR: %s' % e, False, ''))
     return rows
 
 
@@ -394,12 +611,13 @@ def one_line(text, width):
 
 
 def print_table(rows, out, query_width):
-    header = ('DASHBOARD', 'PANEL', 'KIND', 'QUERY', 'RESULT')
-    table = [header] + [(r[0], one_line(r[1], 48), r[2], one_line(r[3], query_width), r[4]) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    header = ('DASHBOARD', 'PANEL', 'KIND', 'QUERY', 'RESULT', 'ANSWERED BY')
+    table = [header] + [(r[0], one_line(r[1], 48), r[2], one_line(r[3], query_width), r[4], r[6]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
     for i, row in enumerate(table):
         mark = '  ' if i == 0 else ('ok' if rows[i - 1][5] else '!!')
-        out.write('%s %s\n' % (mark, '  '.join(c.ljust(w) for c, w in zip(row[:4], widths)) + '  ' + row[4]))
+        line = '  '.join(c.ljust(w) for c, w in zip(row[:5], widths)) + '  ' + row[5]
+        out.write('%s %s\n' % (mark, line.rstrip()))
 
 
 def load_file(path):
@@ -428,6 +646,14 @@ def main(argv=None):
     parser.add_argument('--grafana-ca-file')
     parser.add_argument('--uid', action='append', dest='uids',
                         help='dashboard uid to read from Grafana (repeatable); default: the collection\'s three')
+    parser.add_argument('--simulated-label', default='modelName=Simulated GPU (demo workload)', metavar='NAME=VALUE',
+                        help='the label value that marks simulated series (default: the demo workload\'s GPUs)')
+    parser.add_argument('--gpu-job', default='gpu', help='job of the GPU exporter (default gpu)')
+    parser.add_argument('--gpu-instance', action='append', default=[], metavar='INSTANCE',
+                        help='a GPU node that must answer every GPU panel (repeatable)')
+    parser.add_argument('--gpu-status-metric', default='aiplatform_gpu_exporter_up',
+                        help='series by which a GPU exporter without a readable GPU still answers')
+    parser.add_argument('--gpu-metric-prefix', default='DCGM_', help='metric name prefix of the GPU panels')
     parser.add_argument('--insecure', action='store_true', help='do not verify TLS certificates')
     parser.add_argument('--timeout', type=int, default=30)
     parser.add_argument('--json', metavar='FILE', help='also write the results as JSON to FILE')
@@ -462,23 +688,30 @@ def main(argv=None):
         pg = None if args.no_sql else Postgres(args.pg_host, args.pg_port, args.pg_database, args.pg_user,
                                                args.pg_sslmode, args.timeout)
         scrape = parse_duration(args.scrape_interval)
+        label, sep, value = args.simulated_label.partition('=')
+        if not sep or not re.match(r'^[A-Za-z_][A-Za-z0-9_]*$', label):
+            raise CheckError('--simulated-label must be NAME=VALUE, got %r' % args.simulated_label)
+        sources = Sources(prom, label, value)
+        gpu = GpuCoverage(prom, args.gpu_job, args.gpu_instance, args.gpu_status_metric, args.gpu_metric_prefix)
     except (CheckError, OSError, ValueError) as e:
         sys.stderr.write('aiplatform-check-dashboards: %s\n' % e)
         return 2
 
     now = time.time()
-    rows = []
+    rows, jobs = [], set()
     for dashboard in dashboards:
         try:
-            rows.extend(check_dashboard(dashboard, prom, pg, now, scrape, args.max_data_points))
+            rows.extend(check_dashboard(dashboard, prom, pg, now, scrape, args.max_data_points, sources, gpu, jobs))
         except CheckError as e:
-            rows.append((dashboard.get('uid', '?'), '-', '-', '', 'ERROR: %s' % e, False))
+            rows.append((dashboard.get('uid', '?'), '-', '-', '', 'ERROR: %s' % e, False, ''))
+    rows.extend(check_jobs(prom, jobs, gpu, now))
     print_table(rows, sys.stdout, args.query_width)
     failed = [r for r in rows if not r[5]]
     sys.stdout.write('\n%d queries, %d without data or failing, %d dashboards\n' % (len(rows), len(failed), len(dashboards)))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump([dict(zip(('dashboard', 'panel', 'kind', 'query', 'result', 'ok'), r)) for r in rows], f, indent=2)
+            json.dump([dict(zip(('dashboard', 'panel', 'kind', 'query', 'result', 'ok', 'answered_by'), r)) for r in rows],
+                      f, indent=2)
     return 1 if failed else 0
 
 
