@@ -7,6 +7,7 @@ import os
 import re
 import tempfile
 import time
+import urllib.parse
 
 import pytest
 import testinfra
@@ -106,6 +107,15 @@ def test_every_target_is_up(host, hostvars):
         if target["labels"]["job"] == "gpu":
             assert target["labels"]["instance"] in groups.get("gpu_nodes", []), target["labels"]
     assert active[0]["scrapeInterval"] == "15s"
+
+
+def test_no_series_from_the_packages_default_configuration(host, hostvars):
+    """Debian's package would start Prometheus on its own configuration (localhost:9090 and
+    localhost:9100) before the role's: those series would make TargetDown fire for five minutes
+    after a fresh install. The role keeps the unit masked while the package installs."""
+    query = 'count_over_time(up{instance=~"localhost:.*"}[1d])'
+    leftovers = _api(host, hostvars, "/api/v1/query?query=" + urllib.parse.quote(query))
+    assert leftovers["result"] == [], leftovers["result"]
 
 
 def test_targets_are_reached_at_the_address_the_source_gives(host, hostvars):
