@@ -137,10 +137,13 @@ def test_backup_and_restore_round_trip(host, pg):
     assert host.file(pg["backup_dir"]).mode == 0o700
 
     as_postgres(host, pg, "DROP TABLE platform.prediction_samples")
-    # The documented procedure for one lost table: restore its entries (table, data, indexes, grants).
+    # The documented procedure for one lost table: restore its entries (table, data, indexes, grants) in one
+    # transaction. Writers keep running here (the demo feeder copies samples every few seconds): without
+    # --single-transaction they insert into the half-restored table through a fresh identity sequence and
+    # the primary key then fails on a duplicated id.
     cmd = host.run("runuser -u postgres -- sh -c %s",
                    "pg_restore --list %s | grep -E ' platform (TABLE )?prediction_samples' > /tmp/restore.list && "
-                   "pg_restore -p %d -d %s --use-list=/tmp/restore.list --exit-on-error %s"
+                   "pg_restore -p %d -d %s --use-list=/tmp/restore.list --single-transaction %s"
                    % (archive, pg["port"], pg["db"], archive))
     assert cmd.rc == 0, cmd.stderr
     assert as_postgres(host, pg, "SELECT count(*) FROM platform.prediction_samples WHERE model = '%s'"
