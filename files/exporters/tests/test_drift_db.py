@@ -221,13 +221,13 @@ def test_bad_config_names_the_key(clean_pg):
 
 
 def test_every_family_the_drift_exporter_emits_is_catalogued(owner_conn, clean_pg, exporter_env):
-    from aiplatform_exporters import catalog
+    from aiplatform_exporters import catalog, server
 
     _seed_drift(owner_conn, 0.5)
     cfg = config(clean_pg, finetuning={"enabled": True}, reference={"min_samples": 100})
     exp = DriftExporter(cfg, environ=exporter_env)
     exp.scorer.score(cfg.jobs[0])
-    reg = registry_with(exp.collector)
+    reg = registry_with(exp.collector, server.ReloadMetrics(exp.metrics_prefix))
     seen = set()
     for fam in reg.collect():
         name = fam.name + "_total" if fam.type == "counter" else fam.name
@@ -238,5 +238,53 @@ def test_every_family_the_drift_exporter_emits_is_catalogued(owner_conn, clean_p
             assert set(s.labels) == set(entry.labels), (s.name, s.labels)
             seen.add(name)
     assert {"drift_psi", "drift_kl_divergence", "drift_window_samples", "drift_detected_total",
-            "finetuning_triggers_total", "aiplatform_drift_exporter_up"} <= seen
+            "finetuning_triggers_total", "aiplatform_drift_exporter_up",
+            "aiplatform_drift_exporter_config_last_reload_successful",
+            "aiplatform_drift_exporter_config_last_reload_success_timestamp_seconds"} <= seen
+    exp.stop()
+
+
+def _sessions(conn):
+    return sorted(r[0] for r in conn.execute(
+        "SELECT application_name FROM pg_stat_activity WHERE usename = 'aiplatform_exporter'"))
+
+
+def test_reload_applies_thresholds_features_and_database_settings(owner_conn, clean_pg, exporter_env):
+    _seed_drift(owner_conn, 0.4)
+    data = {"database": clean_pg.database_section(),
+            "drift": {"cache_seconds": 0, "reference": {"min_samples": 100}, "thresholds": {"kl_divergence": 0.2}},
+            "models": [{"name": "llm", "features": [{"name": "x"}, {"name": "y"}]}]}
+    exp = DriftExporter(DriftConfig(Reader(data)), environ=exporter_env)
+    reg = registry_with(exp.collector)
+    exp.scorer.run_due(now=1000.0)
+    labels = {"model": "llm", "feature": "x"}
+    assert reg.get_sample_value("drift_detected_total", labels) == 0
+    assert _sessions(owner_conn) == ["aiplatform-drift-exporter", "aiplatform-drift-exporter"]
+
+    new = dict(data, database=dict(clean_pg.database_section(), application_name="drift-reloaded"),
+               drift=dict(data["drift"], thresholds={"kl_divergence": 0.01}),
+               models=[{"name": "llm", "features": [{"name": "x"}, {"name": "z", "interval_seconds": 5}]}])
+    changes = exp.reload(Reader(new))
+    assert changes == ["psi/kl thresholds 0.2/0.2 -> 0.2/0.01", "features added: llm/z", "features removed: llm/y",
+                       "database.application_name aiplatform-drift-exporter -> drift-reloaded"]
+    # x keeps its schedule (next run 300 s after the last), z is new and due now
+    assert exp.scorer.due(exp.config.jobs[0]) == 1300.0 and exp.scorer.due(exp.config.jobs[1]) == 0.0
+    assert reg.get_sample_value("drift_detected_total", {"model": "llm", "feature": "y"}) is None
+    exp.scorer.run_due(now=1300.0)
+    assert reg.get_sample_value("drift_detected_total", labels) == 1
+    # both idle connections were closed by the reload, the new ones carry the new settings
+    assert _sessions(owner_conn) == ["drift-reloaded", "drift-reloaded"]
+    exp.stop()
+
+
+def test_reload_of_an_invalid_config_changes_nothing(clean_pg, exporter_env):
+    data = {"database": clean_pg.database_section(), "models": [{"name": "llm", "features": [{"name": "x"}]}]}
+    exp = DriftExporter(DriftConfig(Reader(data)), environ=exporter_env)
+    before = exp.config
+    for bad in (dict(data, drift={"thresholds": {"kl_divergence": -1}}), dict(data, extra_key=1),
+                dict(data, database={"port": "x"})):
+        with pytest.raises(ConfigError):
+            exp.reload(Reader(bad))
+        assert exp.config is before and exp.collector.config is before and exp.scorer.config is before
+    assert exp.reload(Reader(data)) == []
     exp.stop()

@@ -67,6 +67,11 @@ _ENTRIES = [
        "Database rows the drift exporter skipped because they could not be interpreted.", DRIFT),
     _M("aiplatform_drift_exporter_scoring_duration_seconds", "gauge", "seconds", ("model", "feature"),
        "Time the last scoring of this model and feature took (binning in PostgreSQL included).", DRIFT),
+    _M("aiplatform_drift_exporter_config_last_reload_successful", "gauge", "boolean", (),
+       "1 when the last reload of the configuration file (SIGHUP) succeeded, 0 when the file was invalid "
+       "and the previous settings stayed in force.", DRIFT),
+    _M("aiplatform_drift_exporter_config_last_reload_success_timestamp_seconds", "gauge", "seconds", (),
+       "Unix time at which the configuration file was last loaded successfully (at start or on SIGHUP).", DRIFT),
     # ------------------------------------------------------------------ learning engine (in-process) + exporter
     _M("training_loss", "gauge", "loss", ("model",),
        "Training loss of the latest finished training run.", LEARNING + ", " + LEARNING_ENGINE),

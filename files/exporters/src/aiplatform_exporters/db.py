@@ -3,7 +3,8 @@
 Each user (the scrape path, the drift scheduler) owns its own ``Database`` so
 a long scoring query never delays a scrape. A failed query closes the
 connection; the next call opens a new one, so the exporter recovers when
-PostgreSQL comes back without being restarted.
+PostgreSQL comes back without being restarted. ``reconfigure()`` (a reload)
+takes new settings: the next query connects with them.
 """
 
 import contextlib
@@ -24,21 +25,35 @@ class Database(object):
         self.settings = settings
         self._environ = environ
         self._conn = None
+        self._conn_settings = None  # the settings self._conn was opened with
         self._lock = threading.RLock()
 
     @property
     def schema(self):
         return self.settings.schema
 
+    def reconfigure(self, settings):
+        """Connect with ``settings`` from the next query on; a query running now ends on its connection."""
+        self.settings = settings
+        if self._lock.acquire(blocking=False):  # idle: let the old connection go now
+            try:
+                self.close()
+            finally:
+                self._lock.release()
+
     def _connect(self):
+        settings = self.settings
         if self._conn is not None and not self._conn.closed:
-            return self._conn
+            if self._conn_settings is settings:
+                return self._conn
+            self.close()
         try:
-            self._conn = psycopg.connect(autocommit=True, **self.settings.connect_kwargs(self._environ))
+            self._conn = psycopg.connect(autocommit=True, **settings.connect_kwargs(self._environ))
+            self._conn_settings = settings
         except psycopg.Error as exc:
             self._conn = None
             raise SourceError("cannot connect to PostgreSQL at %s:%s/%s as %s: %s" % (
-                self.settings.host, self.settings.port, self.settings.dbname, self.settings.user,
+                settings.host, settings.port, settings.dbname, settings.user,
                 str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__))
         return self._conn
 

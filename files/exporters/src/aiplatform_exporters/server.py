@@ -69,6 +69,31 @@ class SelfMetrics(object):
             yield bad
 
 
+class ReloadMetrics(object):
+    """Whether the last configuration reload worked, and when the file last loaded (Prometheus' names)."""
+
+    def __init__(self, prefix, now=None):
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self.successful = True
+        self.success_time = time.time() if now is None else now
+
+    def succeeded(self, now=None):
+        with self._lock:
+            self.successful = True
+            self.success_time = time.time() if now is None else now
+
+    def failed(self):
+        with self._lock:
+            self.successful = False
+
+    def collect(self):
+        with self._lock:
+            successful, success_time = self.successful, self.success_time
+        yield gauge(self.prefix + "_config_last_reload_successful", 1 if successful else 0)
+        yield gauge(self.prefix + "_config_last_reload_success_timestamp_seconds", success_time)
+
+
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -136,32 +161,122 @@ def build_parser(prog, description, default_port):
     return parser
 
 
+LEVELS = ("debug", "info", "warning", "error")
+
+
+class FrameSettings(object):
+    """The frame's part of a config file: its Reader (for the exporter's sections), listen, log level."""
+
+    def __init__(self, reader, listen, addr, port, level):
+        self.reader = reader
+        self.listen = listen
+        self.addr = addr
+        self.port = port
+        self.level = level
+
+
+def read_settings(args, default_port, require_config=True):
+    """Load ``args.config`` and read the frame's keys; ConfigError names the key or the file."""
+    if args.config is None and require_config:
+        raise ConfigError("--config: is required")
+    data = load_yaml(args.config) if args.config else {}
+    reader = Reader(data)
+    config_listen = reader.get("listen", str, "0.0.0.0:%d" % default_port)
+    parse_listen(config_listen, "listen")
+    addr, port = parse_listen(args.listen, "--listen") if args.listen else parse_listen(config_listen, "listen")
+    config_level = reader.get("log_level", str, "info", choices=LEVELS)
+    return FrameSettings(reader, args.listen or config_listen, addr, port, args.log_level or config_level)
+
+
+class _Signals(object):
+    """What the signal handlers ask for; the main loop does it, outside the handlers."""
+
+    def __init__(self):
+        self.wake = threading.Event()
+        self.stop_signal = None
+        self.reload_requested = False
+
+    def on_stop(self, signum, frame):
+        self.stop_signal = signum
+        self.wake.set()
+
+    def on_reload(self, signum, frame):
+        self.reload_requested = True
+        self.wake.set()
+
+    def wait(self, timeout):
+        self.wake.wait(timeout)
+        self.wake.clear()
+
+    def take_reload(self):
+        requested, self.reload_requested = self.reload_requested, False
+        return requested
+
+
+class Reloader(object):
+    """SIGHUP: re-read the file the process started with; apply it, or keep everything on an invalid file."""
+
+    def __init__(self, app, args, default_port, current, metrics):
+        self.app = app
+        self.args = args
+        self.default_port = default_port
+        self.current = current
+        self.metrics = metrics
+
+    def reload(self):
+        path = self.args.config
+        try:
+            new = read_settings(self.args, self.default_port)
+            changes = list(self.app.reload(new.reader))
+        except ConfigError as exc:
+            self._failed("reload: %s: %s; keeping the previous configuration", path, exc)
+            return False
+        except Exception as exc:  # noqa: BLE001 - a reload must never stop the exporter
+            self._failed("reload: %s: %s: %s; keeping the previous configuration", path, type(exc).__name__, exc)
+            return False
+        changes += self._frame_changes(new)
+        self.metrics.succeeded()
+        log.info("reload: %s: %s", path, "; ".join(changes) if changes else "no changes")
+        return True
+
+    def _failed(self, message, *args):
+        log.error(message, *args)
+        self.metrics.failed()
+
+    def _frame_changes(self, new):
+        changes = []
+        if new.level != self.current.level:
+            logging.getLogger().setLevel(new.level.upper())
+            changes.append("log_level %s -> %s" % (self.current.level, new.level))
+            self.current.level = new.level
+        if new.listen != self.current.listen:
+            log.warning("reload: listen %s -> %s needs a restart; still listening on %s", self.current.listen,
+                        new.listen, self.current.listen)
+        return changes
+
+
 def run(prog, description, default_port, build, argv=None, require_config=True):
     """The CLI frame of every exporter.
 
     ``build(reader)`` reads its sections from the config Reader and returns an
     object with ``collectors()`` (to register) and optionally ``start()`` /
-    ``stop()``. Returns the process exit code.
+    ``stop()``. An object that also has ``reload(reader)`` and
+    ``metrics_prefix`` re-reads the file on SIGHUP: ``reload`` checks the whole
+    reader (``reader.finish()`` included) before it changes anything, raises
+    ConfigError when the file is invalid, and returns the changes as short
+    strings. Returns the process exit code.
     """
     parser = build_parser(prog, description, default_port)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if args.config is None and require_config:
-            raise ConfigError("--config: is required")
-        data = load_yaml(args.config) if args.config else {}
-        reader = Reader(data)
-        config_listen = reader.get("listen", str, "0.0.0.0:%d" % default_port)
-        parse_listen(config_listen, "listen")
-        addr, port = parse_listen(args.listen, "--listen") if args.listen else parse_listen(config_listen, "listen")
-        config_level = reader.get("log_level", str, "info", choices=("debug", "info", "warning", "error"))
-        level = args.log_level or config_level
-        app = build(reader)
-        reader.finish()
+        settings = read_settings(args, default_port, require_config)
+        app = build(settings.reader)
+        settings.reader.finish()
     except ConfigError as exc:
         sys.stderr.write("%s: configuration error: %s\n" % (prog, exc))
         return 2
-    logging.getLogger().setLevel(level.upper())
+    logging.getLogger().setLevel(settings.level.upper())
     if args.check_config:
         sys.stdout.write("%s: configuration OK\n" % prog)
         return 0
@@ -173,30 +288,41 @@ def run(prog, description, default_port, build, argv=None, require_config=True):
     PlatformCollector(registry=registry)
     for collector in app.collectors():
         registry.register(collector)
-    stop = threading.Event()
-
-    def _stop(signum, frame):
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    signals = _Signals()
+    reloader = None
+    if hasattr(app, "reload") and args.config:
+        reload_metrics = ReloadMetrics(app.metrics_prefix)
+        registry.register(reload_metrics)
+        reloader = Reloader(app, args, default_port, settings, reload_metrics)
+        signal.signal(signal.SIGHUP, signals.on_reload)
+    signal.signal(signal.SIGTERM, signals.on_stop)
+    signal.signal(signal.SIGINT, signals.on_stop)
     try:
-        httpd = serve(registry, addr, port, title=prog)
+        httpd = serve(registry, settings.addr, settings.port, title=prog)
     except OSError as exc:
-        sys.stderr.write("%s: cannot listen on %s:%d: %s\n" % (prog, addr, port, exc.strerror or exc))
+        sys.stderr.write("%s: cannot listen on %s:%d: %s\n" % (prog, settings.addr, settings.port,
+                                                                 exc.strerror or exc))
         return 1
-    log.info("%s %s listening on %s:%d", prog, __version__, addr, httpd.server_port)
+    log.info("%s %s listening on %s:%d", prog, __version__, settings.addr, httpd.server_port)
     if hasattr(app, "start"):
         app.start()
     try:
-        while not stop.wait(1.0):
-            pass
+        _main_loop(signals, reloader)
     finally:
         if hasattr(app, "stop"):
             app.stop()
         httpd.shutdown()
     return 0
+
+
+def _main_loop(signals, reloader):
+    while True:
+        signals.wait(1.0)
+        if signals.stop_signal is not None:
+            log.info("signal %d: stopping", signals.stop_signal)
+            return
+        if signals.take_reload() and reloader is not None:
+            reloader.reload()
 
 
 class Timer(object):

@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 
 PREFIX = "aiplatform_drift_exporter"
 DEFAULT_PORT = 19841
+RETRY_SECONDS = 30  # a feature whose scoring failed on a database error is retried this soon
 DEFAULTS = dict(
     interval_seconds=300,
     window_seconds=3600,
-    min_window_samples=800,
+    min_window_samples=500,
     bins=DEFAULT_BINS,
     psi_threshold=0.2,
     kl_threshold=0.2,
@@ -72,8 +73,6 @@ class FeatureJob(object):
         self.reference_end = reference_end
         self.reference_first_seconds = reference_first_seconds
         self.reference_min_samples = reference_min_samples
-        self.next_run = 0.0
-        self.last_duration = None
 
     @property
     def key(self):
@@ -162,27 +161,35 @@ class DriftConfig(object):
 class DriftCollector(object):
     """Scrape path: the latest report per feature and the counters, from PostgreSQL."""
 
-    def __init__(self, config, db, self_metrics):
-        self.config = config
+    def __init__(self, config, db, self_metrics, durations=None):
         self.db = db
         self.self_metrics = self_metrics
-        self._source = server.CachedRead(self._read, self.config.cache_seconds, self.self_metrics, log, SourceError)
+        self.durations = {} if durations is None else durations
+        self.apply(config)
 
-    def _read(self):
-        pairs = [j.key for j in self.config.jobs]
+    def apply(self, config):
+        """Serve ``config``'s features from the next scrape on (a fresh read, whatever the cache held)."""
+        source = server.CachedRead(lambda: self._read(config), config.cache_seconds, self.self_metrics, log,
+                                   SourceError)
+        self.config, self._source = config, source
+
+    def _read(self, config):
+        pairs = [j.key for j in config.jobs]
         reports = store.latest_reports(self.db, pairs)
-        detected = store.drift_detected_counts(self.db, self.config.models)
-        triggers = store.finetuning_counts(self.db, self.config.models)
+        detected = store.drift_detected_counts(self.db, config.models)
+        triggers = store.finetuning_counts(self.db, config.models)
         return reports, detected, triggers
 
     def collect(self):
-        data, up, duration = self._source.get()
+        config, source = self.config, self._source
+        data, up, duration = source.get()
         for fam in self.self_metrics.families(up, duration, operations=("collect", "score")):
             yield fam
         scoring = server.gauge(PREFIX + "_scoring_duration_seconds")
-        for job in self.config.jobs:
-            if job.last_duration is not None:
-                scoring.add_metric([job.model, job.feature], job.last_duration)
+        for job in config.jobs:
+            seconds = self.durations.get(job.key)
+            if seconds is not None:
+                scoring.add_metric([job.model, job.feature], seconds)
         yield scoring
         if not up:
             return
@@ -203,12 +210,12 @@ class DriftCollector(object):
             if acc is not None:
                 accuracy.add_metric(labels, acc)
         detected_fam = server.counter("drift_detected_total")
-        for job in self.config.jobs:
+        for job in config.jobs:
             detected_fam.add_metric([job.model, job.feature], detected.get(job.key, 0))
         trig = server.counter("finetuning_triggers_total")
         # Every configured model has its reason="drift" series (the one reason this exporter writes)
         # from the start, at 0 until a request exists: a model that never drifted shows 0, not "no data".
-        counts = dict(((model, store.FINETUNING_REASON), 0) for model in self.config.models)
+        counts = dict(((model, store.FINETUNING_REASON), 0) for model in config.models)
         counts.update(triggers)
         for (model, reason), n in sorted(counts.items()):
             trig.add_metric([model, reason], n)
@@ -217,14 +224,39 @@ class DriftCollector(object):
 
 
 class DriftScorer(object):
-    """Scheduled path: baseline (fit once), window binned in PostgreSQL, report row."""
+    """Scheduled path: baseline (fit once), window binned in PostgreSQL, report row.
+
+    The schedule is kept per (model, feature), apart from the config: a reload that changes a
+    feature's interval reschedules it from its last run, and keeps the features it does not touch
+    on their schedule.
+    """
 
     def __init__(self, config, db, self_metrics):
         self.config = config
         self.db = db
         self.self_metrics = self_metrics
+        self.durations = {}  # (model, feature) -> seconds the last scoring took
+        self._last_runs = {}  # (model, feature) -> (monotonic time of the last run, whether it failed on the db)
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = None
+
+    def apply(self, config):
+        """Score with ``config`` from the next run on; a scoring under way finishes with the old one."""
+        keys = set(j.key for j in config.jobs)
+        for key in list(self._last_runs):
+            if key not in keys:
+                self._last_runs.pop(key, None)
+                self.durations.pop(key, None)
+        self.config = config
+        self._wake.set()
+
+    def due(self, job):
+        last = self._last_runs.get(job.key)
+        if last is None:
+            return 0.0
+        at, source_failed = last
+        return at + (min(job.interval, RETRY_SECONDS) if source_failed else job.interval)
 
     def baseline_for(self, job, now):
         baseline = store.latest_baseline(self.db, job.model, job.feature, kind=job.kind,
@@ -282,7 +314,7 @@ class DriftScorer(object):
             self.db, job.model, job.feature, baseline.id, start, now, result, accuracy, drifted,
             request_finetuning=drifted and self.config.finetuning_enabled,
             cooldown_seconds=self.config.finetuning_cooldown)
-        job.last_duration = time.monotonic() - started
+        self.durations[job.key] = time.monotonic() - started
         log.info("%s/%s: samples=%d psi=%s kl=%s accuracy=%s drifted=%s%s", job.model, job.feature, result.samples,
                  _fmt(result.psi), _fmt(result.kl_divergence), _fmt(accuracy), drifted,
                  " finetuning_request=%d" % request_id if request_id else "")
@@ -291,25 +323,26 @@ class DriftScorer(object):
     def run_due(self, now=None):
         now = time.monotonic() if now is None else now
         for job in self.config.jobs:
-            if job.next_run > now:
+            if self.due(job) > now:
                 continue
+            source_failed = False
             try:
                 self.score(job)
-                job.next_run = now + job.interval
             except SourceError as exc:
                 self.self_metrics.error("score")
                 log.warning("%s/%s: scoring failed: %s", job.model, job.feature, exc)
-                job.next_run = now + min(job.interval, 30)
+                source_failed = True
             except Exception:  # noqa: BLE001 - one feature must never stop the others
                 self.self_metrics.error("score")
                 log.exception("%s/%s: scoring failed", job.model, job.feature)
-                job.next_run = now + job.interval
+            self._last_runs[job.key] = (now, source_failed)
 
     def _loop(self):
         while not self._stop.is_set():
             self.run_due()
-            due = min(j.next_run for j in self.config.jobs)
-            self._stop.wait(max(0.2, min(5.0, due - time.monotonic())))
+            due = min(self.due(j) for j in self.config.jobs)
+            self._wake.wait(max(0.2, min(5.0, due - time.monotonic())))
+            self._wake.clear()
 
     def start(self):
         self._thread = threading.Thread(target=self._loop, name="drift-scorer", daemon=True)
@@ -317,6 +350,7 @@ class DriftScorer(object):
 
     def stop(self):
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.db.close()
@@ -326,15 +360,106 @@ def _fmt(v):
     return "none" if v is None else "%.6g" % v
 
 
+# What a reload reports, by name: per feature (FeatureJob attributes) and for the whole exporter.
+_JOB_SETTINGS = (
+    ("psi/kl thresholds", ("psi_threshold", "kl_threshold")),
+    ("kind", ("kind",)),
+    ("interval_seconds", ("interval",)),
+    ("window_seconds", ("window",)),
+    ("min_window_samples", ("min_samples",)),
+    ("bins", ("bins",)),
+    ("reference", ("reference_start", "reference_end", "reference_first_seconds", "reference_min_samples")),
+)
+_EXPORTER_SETTINGS = (
+    ("epsilon", "epsilon"),
+    ("cache_seconds", "cache_seconds"),
+    ("max_categories", "max_categories"),
+    ("finetuning.enabled", "finetuning_enabled"),
+    ("finetuning.cooldown_seconds", "finetuning_cooldown"),
+)
+
+
+def _show(values):
+    return "/".join("%g" % v if isinstance(v, float) else str(v) for v in values)
+
+
+def _job_changes(old_jobs, new_jobs):
+    changes = []
+    common = [k for k in new_jobs if k in old_jobs]
+    for label, attrs in _JOB_SETTINGS:
+        diffs = []
+        for key in common:
+            before = tuple(getattr(old_jobs[key], a) for a in attrs)
+            after = tuple(getattr(new_jobs[key], a) for a in attrs)
+            if before != after:
+                diffs.append((key, "%s -> %s" % (_show(before), _show(after))))
+        if diffs and len(diffs) == len(common) and len(set(d for _, d in diffs)) == 1:
+            changes.append("%s %s" % (label, diffs[0][1]))
+        elif diffs:
+            changes.append("%s %s" % (label, ", ".join("%s/%s %s" % (k[0], k[1], d) for k, d in diffs)))
+    return changes
+
+
+def _features(keys):
+    return ", ".join("%s/%s" % k for k in keys)
+
+
+def _database_changes(old, new):
+    changes = []
+    for name, before in sorted(vars(old).items()):
+        after = getattr(new, name)
+        if before != after:
+            key = name + "_seconds" if name.endswith("_timeout") else name
+            changes.append("database.%s %s -> %s" % (key, before, after))
+    return changes
+
+
+def config_changes(old, new):
+    """What differs between two DriftConfigs, as short strings for the reload log line."""
+    old_jobs = dict((j.key, j) for j in old.jobs)
+    new_jobs = dict((j.key, j) for j in new.jobs)
+    changes = _job_changes(old_jobs, new_jobs)
+    added = [k for k in new_jobs if k not in old_jobs]
+    removed = [k for k in old_jobs if k not in new_jobs]
+    if added:
+        changes.append("features added: " + _features(added))
+    if removed:
+        changes.append("features removed: " + _features(removed))
+    for label, attr in _EXPORTER_SETTINGS:
+        if getattr(old, attr) != getattr(new, attr):
+            changes.append("%s %s -> %s" % (label, _show([getattr(old, attr)]), _show([getattr(new, attr)])))
+    changes += _database_changes(old.database, new.database)
+    return changes
+
+
 class DriftExporter(object):
+    metrics_prefix = PREFIX
+
     def __init__(self, config, environ=None):
         self.config = config
         self.self_metrics = server.SelfMetrics(PREFIX)
-        self.collector = DriftCollector(config, Database(config.database, environ), self.self_metrics)
         self.scorer = DriftScorer(config, Database(config.database, environ), self.self_metrics)
+        self.collector = DriftCollector(config, Database(config.database, environ), self.self_metrics,
+                                        durations=self.scorer.durations)
 
     def collectors(self):
         return [self.collector]
+
+    def reload(self, reader):
+        """Check the new file (ConfigError: nothing changed), then apply it; returns what changed."""
+        config = DriftConfig(reader)
+        reader.finish()
+        return self.apply(config)
+
+    def apply(self, config):
+        old, self.config = self.config, config
+        changes = config_changes(old, config)
+        if vars(old.database) != vars(config.database):
+            self.scorer.db.reconfigure(config.database)
+            self.collector.db.reconfigure(config.database)
+        self.scorer.apply(config)
+        self.collector.apply(config)
+        return changes
 
     def start(self):
         self.scorer.start()
