@@ -114,3 +114,24 @@ def test_errors_never_echo_secrets():
     with pytest.raises(AnsibleFilterError) as err:
         alertmanager_receivers([{"name": "a", "webhook": {"url": "http://x", "bearer_token": "", "x": "s3cret"}}])
     assert "s3cret" not in str(err.value)
+
+
+# ------------------------------------------------------------------ threshold_slice
+def test_threshold_slice_gives_the_drift_exporter_its_two_leaves():
+    from ansible_collections.aiplatform.observability.plugins.filter.thresholds import threshold_slice
+    effective = {"drift_psi": {"alert": {"warning": 0.21}, "dashboard": {"red": 0.3}},
+                 "drift_kl_divergence": {"alert": {"critical": 0.27}}}
+    assert threshold_slice(effective, "drift_exporter") == {"psi": 0.21, "kl": 0.27}
+
+
+@pytest.mark.parametrize("effective, consumer, message", [
+    ({}, "grafana", "unknown consumer 'grafana'"),
+    ({"drift_psi": {"alert": {"warning": 0.2}}}, "drift_exporter", "has no drift_kl_divergence.alert.critical, which sets kl"),
+    ({"drift_psi": {"alert": {"warning": "x"}}, "drift_kl_divergence": {"alert": {"critical": 0.2}}}, "drift_exporter",
+     "drift_psi.alert.warning must be a number"),
+    ("text", "drift_exporter", "must be the mapping aiplatform_thresholds_effective"),
+])
+def test_threshold_slice_bad_input(effective, consumer, message):
+    from ansible_collections.aiplatform.observability.plugins.filter.thresholds import threshold_slice
+    with pytest.raises(AnsibleFilterError, match=message):
+        threshold_slice(effective, consumer)
