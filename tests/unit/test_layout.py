@@ -73,3 +73,39 @@ def test_prometheus_is_deployed_before_alertmanager():
     play = yaml.safe_load((ROOT / "playbooks" / "monitoring.yml").read_text())[0]
     roles = [r["role"].rsplit(".", 1)[-1] for r in play["roles"]]
     assert roles.index("prometheus") < roles.index("alertmanager"), roles
+
+
+def _main_tasks(role):
+    main = role / "tasks" / "main.yml"
+    return yaml.safe_load(main.read_text()) or [] if main.is_file() else []
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_dynamic_includes_apply_their_tags(role):
+    """A tag on include_tasks/include_role selects the include only; without `apply` the included
+    tasks lack it, and `--tags X` would run an include whose tasks are all skipped."""
+    bad = []
+    for task in _main_tasks(role):
+        for action in ("ansible.builtin.include_tasks", "ansible.builtin.include_role"):
+            if action not in task or not task.get("tags"):
+                continue
+            body = task[action] if isinstance(task[action], dict) else {}
+            applied = (body.get("apply") or {}).get("tags") or []
+            if set(applied) != set(task["tags"]):
+                bad.append(f"{task.get('name')}: tags {task['tags']}, apply.tags {applied}")
+    assert not bad, f"{role.name}/tasks/main.yml: {bad}"
+
+
+def test_tags_doc_lists_every_roles_tags():
+    documented = {}
+    for line in (ROOT / "docs" / "tags.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and (ROOT / "roles" / cells[0]).is_dir():
+            documented[cells[0]] = [t.strip().strip("`") for t in cells[1].split(",")]
+    actual = {}
+    for role in ROLES:
+        tags = []
+        for task in _main_tasks(role):
+            tags += [t for t in task.get("tags") or [] if t not in tags]
+        actual[role.name] = tags
+    assert documented == actual, "docs/tags.md differs from roles/*/tasks/main.yml"

@@ -1,7 +1,8 @@
 """Prometheus and Alertmanager on the monitoring hosts, asked through their own HTTP APIs:
 targets generated from the inventory are up, the rule groups are loaded and healthy, the
-Alertmanager is discovered, and a day-2 threshold change reloads the rules without a restart
-while an invalid threshold stops in preflight with the live rule files untouched."""
+Alertmanager is discovered, and a day-2 threshold change reloads the rules and the drift exporter's
+decision thresholds without a restart while an invalid threshold stops in preflight with the live
+rule files untouched."""
 import json
 import os
 import re
@@ -72,6 +73,21 @@ def _alert_queries(host, hostvars, alertname):
 
 def _rule_checksums(host):
     return {name: host.file(f"{RULES_DIR}/{name}").sha256sum for name in RULE_FILES}
+
+
+DRIFT = "http://127.0.0.1:19841/metrics"
+DRIFT_CONFIG = "/etc/aiplatform-exporters/drift.yml"
+DRIFT_RELOAD = "aiplatform_drift_exporter_config_last_reload"
+
+
+def _drift_state(host):
+    """The drift exporter's PID, its file's KL threshold and its reload metrics."""
+    status, body = http(host, DRIFT)
+    assert status == 200, body[:300]
+    values = {name: float(v) for name, v in re.findall(rf"^({DRIFT_RELOAD}_\w+) (\S+)$", body, re.M)}
+    config = yaml.safe_load(host.file(DRIFT_CONFIG).content_string)
+    pid = host.check_output("systemctl show -p MainPID --value aiplatform-drift-exporter")
+    return pid, config["drift"]["thresholds"]["kl_divergence"], values
 
 
 def _playbook(*args):
@@ -184,6 +200,8 @@ def test_alertmanager_is_discovered_and_safe_by_default(host, hostvars):
 def test_threshold_change_reloads_rules_without_restart(host, hostvars):
     start = _metric(host, hostvars, "process_start_time_seconds")
     before = _rule_checksums(host)
+    drift_pid, drift_kl, drift_reload = _drift_state(host)
+    assert drift_kl == 0.2, "the drift exporter does not take drift_kl_divergence.alert.critical"
     changed = _varfile({"aiplatform_thresholds": {"drift_kl_divergence": {"alert": {"critical": 0.37}}}})
     try:
         # --check --diff shows the change and changes nothing
@@ -200,6 +218,16 @@ def test_threshold_change_reloads_rules_without_restart(host, hostvars):
         assert _metric(host, hostvars, "prometheus_config_last_reload_successful") == 1
         assert _metric(host, hostvars, "process_start_time_seconds") == start, "Prometheus was restarted"
         assert _rule_checksums(host)["aiplatform-recording.rules.yml"] == before["aiplatform-recording.rules.yml"]
+        # the same leaf reaches the drift exporter's own decision: reloaded (SIGHUP), same process
+        def reloaded():
+            state = _drift_state(host)
+            stamp = DRIFT_RELOAD + "_success_timestamp_seconds"
+            return state[2][stamp] > drift_reload[stamp], state
+
+        pid, kl, reload = _poll(reloaded, timeout=30, interval=2)
+        assert kl == 0.37
+        assert reload[DRIFT_RELOAD + "_successful"] == 1
+        assert pid == drift_pid, "the drift exporter was restarted, not reloaded"
     finally:
         rc, out = _playbook()
         os.unlink(changed)
@@ -208,6 +236,7 @@ def test_threshold_change_reloads_rules_without_restart(host, hostvars):
                    _alert_queries(host, hostvars, "ModelDriftKL")), timeout=90, interval=3)
     assert _rule_checksums(host) == before
     assert _metric(host, hostvars, "process_start_time_seconds") == start
+    assert _drift_state(host)[:2] == (drift_pid, 0.2)
 
 
 @pytest.mark.day2
