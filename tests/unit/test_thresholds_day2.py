@@ -116,3 +116,15 @@ def test_tagged_run_writes_exactly_what_the_thresholds_change(renders):
     assert not different, f"--tags thresholds writes these differently from a full run: {different}"
     assert {RULE_FILES + "aiplatform-alerts.rules.yml", CONSUMER_FILES["drift_exporter"]} <= set(changed)
     assert any(path.startswith(DASHBOARDS) for path in changed)
+
+
+def test_the_drift_exporter_defaults_are_the_collections():
+    """The exporter run without the collection (its own defaults) decides as the collection's table says."""
+    from aiplatform_exporters.drift.exporter import DEFAULTS as EXPORTER
+
+    common = yaml.safe_load((REPO / "roles/common/defaults/main.yml").read_text())
+    effective = DEFAULTS
+    expected = {"psi_threshold": CONSUMERS["drift_exporter"]["psi"], "kl_threshold": CONSUMERS["drift_exporter"]["kl"]}
+    for key, (signal, section, level) in expected.items():
+        assert EXPORTER[key] == effective[signal][section][level], key
+    assert EXPORTER["min_window_samples"] == common["aiplatform_drift_min_window_samples"]

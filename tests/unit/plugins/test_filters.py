@@ -135,3 +135,87 @@ def test_threshold_slice_bad_input(effective, consumer, message):
     from ansible_collections.aiplatform.observability.plugins.filter.thresholds import threshold_slice
     with pytest.raises(AnsibleFilterError, match=message):
         threshold_slice(effective, consumer)
+
+
+# ------------------------------------------------------------------ threshold_errors
+def _table():
+    import yaml
+    from pathlib import Path
+    table = yaml.safe_load((Path(__file__).resolve().parents[3] / "roles/common/vars/main.yml").read_text())
+    return (table["__common_thresholds_defaults"], table["__common_thresholds_schema"],
+            table["__common_thresholds_severity_order"])
+
+
+def _errors(overrides, window=500):
+    from ansible_collections.aiplatform.observability.plugins.filter.threshold_errors import threshold_errors
+    defaults, schema, order = _table()
+    merged = {k: dict(v) for k, v in defaults.items()}
+    for signal, sections in overrides.items():
+        if isinstance(sections, dict) and isinstance(merged.get(signal), dict):
+            for section, levels in sections.items():
+                base = merged[signal].get(section)
+                merged[signal][section] = {**base, **levels} if isinstance(base, dict) and isinstance(levels, dict) else levels
+        else:
+            merged[signal] = sections
+    return threshold_errors(merged, schema, order, window)
+
+
+def test_the_default_table_is_valid():
+    assert _errors({}) == []
+
+
+@pytest.mark.parametrize("overrides, window, expected", [
+    ({"drift_psi": {"alert": {"warning": "0.3"}}}, 500,
+     ['aiplatform_thresholds.drift_psi.alert.warning: must be a number, got "0.3" (str); with -e key=value every '
+      'value is a string, pass -e @file.yml or JSON instead']),
+    ({"gpu_temperature_celsius": {"alert": {"critical": True}}}, 500,
+     ["aiplatform_thresholds.gpu_temperature_celsius.alert.critical: must be a number, got true (bool)"]),
+    ({"http_error_ratio": {"alert": {"warning": 0.08}}}, 500,
+     ["aiplatform_thresholds.http_error_ratio.alert.critical: must be greater than "
+      "aiplatform_thresholds.http_error_ratio.alert.warning (0.05 <= 0.08); higher values are worse for "
+      "http_error_ratio, so levels must ascend in the order warning < critical"]),
+    ({"cache_hit_ratio": {"dashboard": {"red": 0.9}}}, 500,
+     ["aiplatform_thresholds.cache_hit_ratio.dashboard.red: must be lower than "
+      "aiplatform_thresholds.cache_hit_ratio.dashboard.green (0.9 >= 0.85); lower values are worse for "
+      "cache_hit_ratio, so levels must descend in the order green > red"]),
+    ({"http_error_ratio": {"dashboard": {"red": 5}}}, 500,
+     ["aiplatform_thresholds.http_error_ratio.dashboard.red: 5 is out of range, must lie between 0 and 1 "
+      "(a ratio, 5 % is 0.05)"]),
+    ({"drift_psi": {"alert": {"warning": -1}}}, 500,
+     ["aiplatform_thresholds.drift_psi.alert.warning: -1 is out of range, must lie between 0 and inf"]),
+    ({"drift_kl": {"alert": {"critical": 0.3}}}, 500,
+     ["aiplatform_thresholds.drift_kl: unknown signal (known signals: cache_hit_ratio, drift_kl_divergence, "
+      "drift_psi, gpu_temperature_celsius, gpu_utilization_percent, http_error_ratio, http_latency_p99_seconds, "
+      "mcp_error_ratio, mcp_latency_seconds, model_accuracy_ratio)"]),
+    ({"drift_psi": "high"}, 500,
+     ["aiplatform_thresholds.drift_psi: must be a mapping of sections (alert, dashboard), got high"]),
+    ({"drift_psi": {"alerts": {"warning": 1}}}, 500,
+     ["aiplatform_thresholds.drift_psi.alerts: unknown section for this signal (allowed: alert, dashboard)"]),
+    ({"drift_psi": {"dashboard": [1, 2]}}, 500,
+     ["aiplatform_thresholds.drift_psi.dashboard: must be a mapping of levels (yellow, orange, red) to numbers, "
+      "got [1, 2]"]),
+    ({"gpu_utilization_percent": {"dashboard": {"purple": 3}}}, 500,
+     ["aiplatform_thresholds.gpu_utilization_percent.dashboard.purple: unknown level (allowed in dashboard: "
+      "yellow, orange, red)"]),
+    ({}, 0, ["aiplatform_drift_min_window_samples: must be a positive integer (a sample count), got 0"]),
+    ({}, "500", ['aiplatform_drift_min_window_samples: must be a positive integer (a sample count), got "500"']),
+    ({}, True, ["aiplatform_drift_min_window_samples: must be a positive integer (a sample count), got true"]),
+])
+def test_threshold_errors_name_the_path_and_the_rule(overrides, window, expected):
+    assert _errors(overrides, window) == expected
+
+
+def test_all_errors_at_once_in_path_order():
+    errors = _errors({"mcp_latency_seconds": {"dashboard": {"yellow": 2, "red": 2}}, "drift_psi": {"alert": {"warning": "x"}}},
+                     window=-1)
+    assert [e.split(":")[0] for e in errors] == [
+        "aiplatform_thresholds.drift_psi.alert.warning", "aiplatform_thresholds.mcp_latency_seconds.dashboard.red",
+        "aiplatform_drift_min_window_samples"]
+
+
+def test_a_wrapped_string_is_named_str():
+    from ansible_collections.aiplatform.observability.plugins.filter.threshold_errors import _type_name
+
+    class Tagged(str):
+        pass
+    assert _type_name(Tagged("x")) == "str"
