@@ -109,3 +109,16 @@ def test_tags_doc_lists_every_roles_tags():
             tags += [t for t in task.get("tags") or [] if t not in tags]
         actual[role.name] = tags
     assert documented == actual, "docs/tags.md differs from roles/*/tasks/main.yml"
+
+
+def test_no_templated_notify_on_a_loop():
+    """ansible-core notifies the handlers of every item of a looped task once any item changed, so
+    `notify: "Restart {{ item.unit }}"` restarts services whose files did not change. A task that
+    loops only over changed items (changed_when: true) may template its notify."""
+    bad = []
+    for tasks_file in sorted((ROOT / "roles").glob("*/tasks/*.yml")):
+        for task in yaml.safe_load(tasks_file.read_text()) or []:
+            looped = any(k == "loop" or k.startswith("with_") for k in task)
+            if looped and "{{" in str(task.get("notify", "")) and task.get("changed_when") is not True:
+                bad.append(f"{tasks_file.relative_to(ROOT)}: {task.get('name')}")
+    assert not bad, bad
