@@ -20,7 +20,7 @@ import yaml
 from test_render import render
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("thresholds_filter", REPO / "plugins/filter/thresholds.py")
+_spec = importlib.util.spec_from_file_location("threshold_slice_filter", REPO / "plugins/filter/threshold_slice.py")
 _filter = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_filter)
 CONSUMERS = _filter.CONSUMERS

@@ -118,7 +118,7 @@ def test_errors_never_echo_secrets():
 
 # ------------------------------------------------------------------ threshold_slice
 def test_threshold_slice_gives_the_drift_exporter_its_two_leaves():
-    from ansible_collections.aiplatform.observability.plugins.filter.thresholds import threshold_slice
+    from ansible_collections.aiplatform.observability.plugins.filter.threshold_slice import threshold_slice
     effective = {"drift_psi": {"alert": {"warning": 0.21}, "dashboard": {"red": 0.3}},
                  "drift_kl_divergence": {"alert": {"critical": 0.27}}}
     assert threshold_slice(effective, "drift_exporter") == {"psi": 0.21, "kl": 0.27}
@@ -132,7 +132,7 @@ def test_threshold_slice_gives_the_drift_exporter_its_two_leaves():
     ("text", "drift_exporter", "must be the mapping aiplatform_thresholds_effective"),
 ])
 def test_threshold_slice_bad_input(effective, consumer, message):
-    from ansible_collections.aiplatform.observability.plugins.filter.thresholds import threshold_slice
+    from ansible_collections.aiplatform.observability.plugins.filter.threshold_slice import threshold_slice
     with pytest.raises(AnsibleFilterError, match=message):
         threshold_slice(effective, consumer)
 
