@@ -177,8 +177,13 @@ def test_config_uses_the_collection_templates(stack):
 
 
 def test_routing_templates_and_inhibition(stack):
-    # the critical and the warning of the same alert and instance arrive together: the warning is muted
-    post_alerts(stack, [alert("node-a", "critical"), alert("node-a", "warning"), alert("node-b", "warning", team="ops")])
+    # The critical fires first; once it has been delivered, the warning of the same alert and instance is
+    # muted. (Posted in one request, the warning can be flushed before Alertmanager's inhibitor has taken in
+    # the critical: a race of Alertmanager's own, seen on a loaded 2-core machine, not what users meet.)
+    post_alerts(stack, [alert("node-a", "critical"), alert("node-b", "warning", team="ops")])
+    wait_until(lambda: (("node-a", "critical", "firing") in webhook_alerts(stack), webhook_alerts(stack)),
+               "node-a critical delivered", stack["server"], timeout=60)
+    post_alerts(stack, [alert("node-a", "critical"), alert("node-a", "warning")])
 
     def arrived():
         got = webhook_alerts(stack)
