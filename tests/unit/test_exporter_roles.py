@@ -62,6 +62,7 @@ RENDER_PLAYBOOK = """
   gather_facts: false
   tasks:
     - ansible.builtin.include_role: {name: aiplatform.observability.gpu_exporter, tasks_from: render}
+    - ansible.builtin.include_role: {name: aiplatform.observability.gpu_exporter, tasks_from: scrape}
 """
 
 
@@ -198,13 +199,14 @@ def test_rendered_demo_configs_pass_their_check(rendered, script, config):
     assert proc.returncode == 0, proc.stdout
 
 
-def test_gpu_fact_is_predicted_from_the_variables(rendered):
-    fact = "etc/ansible/facts.d/aiplatform_gpu_exporter.fact"
-    assert json.loads((rendered / "gpu-nvml" / fact).read_text()) == {"deployed": True, "port": 9400,
-                                                                       "backend": "nvml"}
-    assert json.loads((rendered / "gpu-dcgm" / fact).read_text()) == {"deployed": True, "port": 9400,
-                                                                       "backend": "dcgm"}
-    assert json.loads((rendered / "gpu-off" / fact).read_text()) == {"deployed": False}
+def test_gpu_registration_is_predicted_from_the_variables(rendered):
+    fact = "etc/ansible/facts.d/aiplatform_scrape_gpu.fact"
+    common = {"client": {}, "metrics_path": "/metrics", "port": 9400, "role": "gpu_exporter", "scheme": "http"}
+    assert json.loads((rendered / "gpu-nvml" / fact).read_text()) == dict(
+        common, info={"backend": "nvml"}, unit="aiplatform-gpu-exporter")
+    assert json.loads((rendered / "gpu-dcgm" / fact).read_text()) == dict(
+        common, info={"backend": "dcgm"}, unit="dcgm-exporter")
+    assert not (rendered / "gpu-off" / fact).exists()
     assert not (rendered / "gpu-off/etc/systemd/system").exists() or \
         not list((rendered / "gpu-off/etc/systemd/system").iterdir())
 

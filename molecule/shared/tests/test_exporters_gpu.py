@@ -13,5 +13,7 @@ def test_nvml_exporter_without_gpu_reports_up_0(host, hostvars):
     assert status == 200
     has_gpu = host.run("grep -l 0x10de /sys/bus/pci/devices/*/vendor").rc == 0
     assert metric_value(body, "aiplatform_gpu_exporter_up") == (1.0 if has_gpu else 0.0), body[:500]
-    fact = json.loads(host.file("/etc/ansible/facts.d/aiplatform_gpu_exporter.fact").content_string)
-    assert fact == {"deployed": True, "port": port, "backend": "nvml"}
+    fact = json.loads(host.file("/etc/ansible/facts.d/aiplatform_scrape_gpu.fact").content_string)
+    assert fact == {"role": "gpu_exporter", "port": port, "scheme": "http", "metrics_path": "/metrics",
+                    "unit": "aiplatform-gpu-exporter", "info": {"backend": "nvml"}, "client": {}}
+    assert not host.file("/etc/ansible/facts.d/aiplatform_gpu_exporter.fact").exists

@@ -1,6 +1,8 @@
 """The monitoring host's exporters: secrets kept out of units and processes, PostgreSQL going away
 and coming back, and Prometheus' view of its targets.
 """
+import json
+
 import pytest
 
 from conftest import JOBS, enabled_exporter_units, http, http_json, metric_value, poll
@@ -89,3 +91,20 @@ def test_prometheus_scrapes_the_exporters(host, hostvars):
     assert ok, health()
     gpu = dict((i, h) for i, h, _ in health().get("gpu", []))
     assert sorted(gpu) == sorted(groups.get("gpu_nodes", [])), gpu
+
+
+def test_each_enabled_exporter_is_registered_on_its_host(host, hostvars):
+    # docs/scrape-targets.md: a role registers its job in a local fact that Prometheus' configuration is
+    # built from; the registrations must be exactly the enabled exporters, at their ports and units.
+    found = {}
+    for path in host.check_output("ls /etc/ansible/facts.d").split():
+        if path.startswith("aiplatform_scrape_") and path.endswith(".fact"):
+            found[path[len("aiplatform_scrape_"):-len(".fact")]] = json.loads(
+                host.file("/etc/ansible/facts.d/" + path).content_string)
+    expected = dict((JOBS[unit], (unit, port)) for unit, port in enabled_exporter_units(hostvars).items())
+    exporters = dict((job, (entry["unit"], entry["port"])) for job, entry in found.items() if job in JOBS.values())
+    assert exporters == expected, found
+    assert found["node"]["role"] == "node_exporter", found
+    for job, entry in found.items():
+        assert host.file("/etc/ansible/facts.d/aiplatform_scrape_%s.fact" % job).mode == 0o644
+        assert not set(entry.get("client", {})) & {"password", "token"}, (job, entry)

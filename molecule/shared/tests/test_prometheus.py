@@ -162,8 +162,8 @@ def test_gpu_targets_only_where_the_exporter_is_deployed(host, hostvars):
     for node in groups.get("gpu_nodes", []):
         inventory = getattr(host.backend, "ansible_inventory", None) or os.environ["MOLECULE_INVENTORY_FILE"]
         node_host = testinfra.get_host(f"ansible://{node}", ansible_inventory=inventory)
-        fact = node_host.file("/etc/ansible/facts.d/aiplatform_gpu_exporter.fact")
-        deployed = fact.exists and json.loads(fact.content_string).get("deployed") is True
+        fact = node_host.file("/etc/ansible/facts.d/aiplatform_scrape_gpu.fact")
+        deployed = fact.exists and json.loads(fact.content_string).get("role") == "gpu_exporter"
         assert (node in gpu_instances) == deployed, (node, deployed, sorted(gpu_instances))
 
 
