@@ -1,6 +1,7 @@
 """What every exporter shares: the HTTP server, its own metrics, the CLI frame."""
 
 import argparse
+import gzip
 import logging
 import signal
 import sys
@@ -111,8 +112,26 @@ def _ipv6(addr):
     return ":" in addr
 
 
-def make_app(registry, title):
-    metrics_app = make_wsgi_app(registry)
+# The text format dcgm-exporter serves (what the GPU exporter's exposition writes).
+TEXT_FORMAT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _exposition_app(registry, exposition):
+    """/metrics from ``exposition(registry)`` (bytes of the text format 0.0.4), gzip when asked."""
+    def app(environ, start_response):
+        body = exposition(registry)
+        headers = [("Content-Type", TEXT_FORMAT_0_0_4)]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            body = gzip.compress(body, compresslevel=1)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers + [("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+def make_app(registry, title, exposition=None):
+    metrics_app = make_wsgi_app(registry) if exposition is None else _exposition_app(registry, exposition)
     page = ("<html><head><title>%s</title></head><body><h1>%s</h1><p><a href=\"/metrics\">Metrics</a></p>"
             "</body></html>" % (title, title)).encode()
 
@@ -132,8 +151,9 @@ def make_app(registry, title):
     return app
 
 
-def serve(registry, addr, port, title="exporter"):
-    """Start serving ``registry`` on addr:port in a daemon thread; returns the server."""
+def serve(registry, addr, port, title="exporter", exposition=None):
+    """Start serving ``registry`` on addr:port in a daemon thread; returns the server.
+    ``exposition(registry)``, when given, writes the /metrics body instead of prometheus-client."""
     server_class = _ThreadingWSGIServer
     if _ipv6(addr):
         import socket
@@ -142,7 +162,7 @@ def serve(registry, addr, port, title="exporter"):
             address_family = socket.AF_INET6
 
         server_class = _V6
-    httpd = make_server(addr, port, make_app(registry, title), server_class, handler_class=_QuietHandler)
+    httpd = make_server(addr, port, make_app(registry, title, exposition), server_class, handler_class=_QuietHandler)
     thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
     thread.start()
     return httpd
@@ -260,7 +280,7 @@ def run(prog, description, default_port, build, argv=None, require_config=True):
 
     ``build(reader)`` reads its sections from the config Reader and returns an
     object with ``collectors()`` (to register) and optionally ``start()`` /
-    ``stop()``. An object that also has ``reload(reader)`` and
+    ``stop()`` and ``exposition(registry)`` (the /metrics body, see serve). An object that also has ``reload(reader)`` and
     ``metrics_prefix`` re-reads the file on SIGHUP: ``reload`` checks the whole
     reader (``reader.finish()`` included) before it changes anything, raises
     ConfigError when the file is invalid, and returns the changes as short
@@ -298,7 +318,7 @@ def run(prog, description, default_port, build, argv=None, require_config=True):
     signal.signal(signal.SIGTERM, signals.on_stop)
     signal.signal(signal.SIGINT, signals.on_stop)
     try:
-        httpd = serve(registry, settings.addr, settings.port, title=prog)
+        httpd = serve(registry, settings.addr, settings.port, title=prog, exposition=getattr(app, "exposition", None))
     except OSError as exc:
         sys.stderr.write("%s: cannot listen on %s:%d: %s\n" % (prog, settings.addr, settings.port,
                                                                  exc.strerror or exc))

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 
+from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 
 from aiplatform_exporters import catalog
@@ -87,6 +88,11 @@ class GpuConfig(object):
         self.mig = bool(mig)
         self.exclude = frozenset(exclude_fields)
         self.rename = rename
+        # dcgm-exporter declares these `counter` under names without the _total suffix
+        # (DCGM_FI_DEV_PCIE_REPLAY_COUNTER, ...): their exposition names, for unsuffixed_counter_exposition
+        self.unsuffixed_counters = frozenset(
+            rename.get(f, f) for f in FIELDS
+            if catalog.spec(f).type == "counter" and not rename.get(f, f).endswith("_total"))
 
     @property
     def driver_label(self):
@@ -450,7 +456,8 @@ class NvmlCollector(object):
                 continue
             entry = catalog.spec(field)
             # dcgm-exporter declares a few of these "counter" without the _total suffix; prometheus-client's
-            # text format would rename such a counter's TYPE line, so they go out untyped (PromQL is the same)
+            # text format would name such a counter's TYPE line X_total, so the family is untyped here and
+            # unsuffixed_counter_exposition writes its TYPE line as dcgm-exporter does
             fams[field] = Metric(self.config.rename.get(field, field), entry.help,
                                  "unknown" if entry.type == "counter" else entry.type)
         for labels, values in rows:
@@ -491,3 +498,14 @@ class NvmlCollector(object):
         yield gauge(PREFIX + "_gpus", len(self.devices))
         for fam in families:
             yield fam
+
+
+def unsuffixed_counter_exposition(registry, counters):
+    """The text format 0.0.4 that dcgm-exporter serves (never OpenMetrics, whose counters need _total),
+    with ``# TYPE <name> counter`` for the families in ``counters``: counters that dcgm-exporter names
+    without the _total suffix, which prometheus-client can only write untyped."""
+    text = generate_latest(registry)
+    for name in counters:
+        text = text.replace(b"# TYPE %s untyped\n" % name.encode(), b"# TYPE %s counter\n" % name.encode(), 1)
+    return text
+

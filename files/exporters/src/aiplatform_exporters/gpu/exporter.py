@@ -2,7 +2,8 @@
 
 from aiplatform_exporters import server
 from aiplatform_exporters.config import ConfigError
-from aiplatform_exporters.gpu.collector import FIELDS, HOSTNAME_LABELS, SCHEMAS, GpuConfig, NvmlCollector
+from aiplatform_exporters.gpu.collector import (FIELDS, HOSTNAME_LABELS, SCHEMAS, GpuConfig, NvmlCollector,
+                                                unsuffixed_counter_exposition)
 
 DEFAULT_PORT = 19843
 
@@ -39,6 +40,9 @@ class GpuExporter(object):
 
     def collectors(self):
         return [self.collector]
+
+    def exposition(self, registry):
+        return unsuffixed_counter_exposition(registry, self.collector.config.unsuffixed_counters)
 
     def stop(self):
         self.collector.close()

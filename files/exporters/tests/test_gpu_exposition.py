@@ -1,0 +1,90 @@
+"""/metrics of the GPU exporter as a scraper reads it: dcgm-exporter's counters without the _total
+suffix declared `counter` under their exact names, in the text format 0.0.4 whatever the client asks."""
+
+import gzip
+import re
+import urllib.request
+
+from prometheus_client import CollectorRegistry
+
+from aiplatform_exporters import server
+from aiplatform_exporters.gpu import GpuConfig
+from aiplatform_exporters.gpu.exporter import GpuExporter
+from fake_nvml import FakeNvml, gpu
+
+UNSUFFIXED_COUNTERS = {"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+                       "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS"}
+
+
+def _serve(**cfg):
+    cfg.setdefault("hostname", "node1")
+    cfg.setdefault("xid_events", False)
+    exporter = GpuExporter(GpuConfig(**cfg), nvml=FakeNvml([gpu(0, pcie_replay=7, remapped=(2, 1, False, False))]))
+    registry = CollectorRegistry()
+    for c in exporter.collectors():
+        registry.register(c)
+    httpd = server.serve(registry, "127.0.0.1", 0, exposition=exporter.exposition)
+    return exporter, httpd, "http://127.0.0.1:%d/metrics" % httpd.server_port
+
+
+def _get(url, **headers):
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+        return r.headers, r.read()
+
+
+def _types(text):
+    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+
+
+def test_scraped_type_lines_declare_the_unsuffixed_counters():
+    exporter, httpd, url = _serve()
+    try:
+        headers, body = _get(url)
+        text = body.decode()
+        types = _types(text)
+        assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        for name in UNSUFFIXED_COUNTERS:
+            assert types[name] == "counter", name
+            assert re.search(r"^%s\{[^}]*\} [0-9.e+]+$" % name, text, re.M), name  # samples keep the name
+            assert name + "_total" not in text
+        assert types["DCGM_FI_DEV_GPU_TEMP"] == "gauge"
+        assert "untyped" not in types.values(), types
+        assert re.search(r'^DCGM_FI_DEV_PCIE_REPLAY_COUNTER\{.*gpu="0".*\} 7\.0$', text, re.M)
+        assert re.search(r'^DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS\{.*\} 2\.0$', text, re.M)
+    finally:
+        httpd.shutdown()
+        exporter.stop()
+
+
+def test_openmetrics_asked_text_format_served_and_gzip():
+    exporter, httpd, url = _serve()
+    try:
+        # Prometheus asks for OpenMetrics first; dcgm-exporter answers the text format, so does this exporter
+        headers, body = _get(url, Accept="application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+                             **{"Accept-Encoding": "gzip"})
+        assert headers["Content-Encoding"] == "gzip"
+        assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = gzip.decompress(body).decode()
+        assert _types(text)["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"] == "counter"
+        assert "# EOF" not in text
+    finally:
+        httpd.shutdown()
+        exporter.stop()
+
+
+def test_renamed_and_excluded_counters():
+    exporter, httpd, url = _serve(rename={"DCGM_FI_DEV_PCIE_REPLAY_COUNTER": "gpu_pcie_replays"},
+                                  exclude_fields=["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"])
+    try:
+        text = _get(url)[1].decode()
+        types = _types(text)
+        assert types["gpu_pcie_replays"] == "counter"
+        assert "DCGM_FI_DEV_PCIE_REPLAY_COUNTER" not in types
+        assert "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" not in text
+    finally:
+        httpd.shutdown()
+        exporter.stop()
+
+
+def test_catalog_counters_without_total_are_the_four_of_dcgm_exporter():
+    assert GpuConfig(hostname="n").unsuffixed_counters == UNSUFFIXED_COUNTERS
