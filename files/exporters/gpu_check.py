@@ -5,7 +5,7 @@ Needs only python3, nvidia-smi, prometheus-client and nvidia-ml-py: the
 package is taken from files/exporters/src next to this script, it does not
 have to be installed. Runs in well under 2 minutes:
 
-    python3 files/exporters/gpu_check.py [--out DIR] [--schema 4.8]
+    python3 files/exporters/gpu_check.py [--out DIR]
 
 Starts the exporter on 127.0.0.1 (an ephemeral port), reads nvidia-smi
 --query-gpu before and after scraping it, and compares per GPU: utilization,
@@ -133,20 +133,21 @@ def format_table(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Compare the NVML GPU exporter with nvidia-smi.")
     parser.add_argument("--out", default=os.environ.get("OUT") or os.path.join(os.getcwd(), "gpu-check-out"))
-    parser.add_argument("--schema", default="4.8", choices=("4.8",),
-                        help="only the default (<=4.8, nvidia-smi's units) can be compared directly")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     started = time.monotonic()
     from prometheus_client import CollectorRegistry
 
     from aiplatform_exporters.gpu import GpuConfig, NvmlCollector
+    from aiplatform_exporters.gpu.collector import unsuffixed_counter_exposition
     from aiplatform_exporters.server import serve
 
-    collector = NvmlCollector(GpuConfig(schema=args.schema, xid_events=True))
+    collector = NvmlCollector(GpuConfig(xid_events=True))
     registry = CollectorRegistry()
     registry.register(collector)
-    httpd = serve(registry, "127.0.0.1", 0, title="gpu_check")
+    # the bytes the exporter serves (TYPE lines included), not prometheus-client's default exposition
+    httpd = serve(registry, "127.0.0.1", 0, title="gpu_check",
+                  exposition=lambda r: unsuffixed_counter_exposition(r, collector.config.unsuffixed_counters))
     url = "http://127.0.0.1:%d/metrics" % httpd.server_port
     try:
         try:

@@ -186,7 +186,8 @@ def test_rendered_configs_follow_the_variables(rendered):
     learning = yaml.safe_load((rendered / "mon1/etc/aiplatform-exporters/learning.yml").read_text())
     assert learning["listen"] == "0.0.0.0:19842"
     gpu = yaml.safe_load((rendered / "gpu-nvml/etc/aiplatform-exporters/gpu.yml").read_text())
-    assert gpu["listen"] == "0.0.0.0:9400" and gpu["gpu"]["schema"] == "4.8"
+    assert gpu["listen"] == "0.0.0.0:9400" and gpu["gpu"]["hostname_label"] == "Hostname"
+    assert "schema" not in gpu["gpu"]
 
 
 @pytest.mark.parametrize("script,config", [
@@ -326,6 +327,7 @@ PREFLIGHT = """
      "must be paired"),
     ("gpu_exporter", {"gpu_exporter_dcgm_version": "1:4.2.3-1"}, "go together"),
     ("gpu_exporter", {"gpu_exporter_no_gpu_action": "ignore"}, "gpu_exporter_no_gpu_action"),
+    ("gpu_exporter", {"gpu_exporter_nvml_schema": "4.9"}, "gpu_exporter_nvml_schema was removed"),
     ("demo_workload", {"demo_workload_enabled": True}, "demo_workload_feeder_models"),
 ])
 def test_preflight_names_the_variable(tmp_path, role, extra, needle):

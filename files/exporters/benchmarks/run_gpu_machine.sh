@@ -8,7 +8,7 @@
 # 1. gpu_check.py on an idle GPU, then again while a matmul loop keeps it busy
 #    (so utilization, power and clocks are compared away from zero);
 # 2. the console entry point (aiplatform-gpu-exporter) started as a process, with
-#    the default schema and with the 4.9 schema, scraped over HTTP;
+#    the default labels and with hostname_label: hostname, scraped over HTTP;
 # 3. bench_gpu.py: exporter collect and scrape vs raw NVML calls vs nvidia-smi.
 # BENCH_GPU_ITERATIONS (default 200) sets bench_gpu.py's iterations.
 # Results go to OUTDIR/results.tar.gz (and the log to OUTDIR/run.log);
@@ -50,24 +50,28 @@ else
     echo "no CUDA-enabled PyTorch: the under-load check is not run" | tee "$work/load-not-run.txt"
 fi
 
-step "console entry point, schemas 4.8 and 4.9"
-printf 'gpu:\n  schema: "4.9"\n' > "$work/schema49.yml"
-for schema in 48 49; do
-    port=$((19843 + schema - 48))
+step "console entry point, default labels and hostname_label: hostname"
+printf 'gpu:\n  hostname_label: hostname\n' > "$work/hostname.yml"
+port=19843
+for variant in default hostname; do
+    port=$((port + 1))
     args=(--listen "127.0.0.1:$port")
-    [ "$schema" = 49 ] && args+=(--config "$work/schema49.yml")
-    python3 -m aiplatform_exporters.gpu.exporter "${args[@]}" > "$work/entry$schema.log" 2>&1 &
+    [ "$variant" = hostname ] && args+=(--config "$work/hostname.yml")
+    python3 -m aiplatform_exporters.gpu.exporter "${args[@]}" > "$work/entry-$variant.log" 2>&1 &
     pid=$!
     ok=0
     for _ in $(seq 1 40); do
-        if python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$port/metrics', timeout=10).read().decode())" > "$work/scrape$schema.txt" 2>/dev/null; then ok=1; break; fi
+        if python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$port/metrics', timeout=10).read().decode())" > "$work/scrape-$variant.txt" 2>/dev/null; then ok=1; break; fi
         sleep 0.25
     done
     kill -TERM "$pid"; wait "$pid"; rc=$?
-    if [ $ok = 1 ] && grep -q '^aiplatform_gpu_exporter_up 1.0' "$work/scrape$schema.txt" && [ $rc = 0 ]; then
-        echo "schema $schema: up 1, $(grep -c '^DCGM_FI' "$work/scrape$schema.txt") DCGM samples, clean exit on SIGTERM"
+    label=Hostname; [ "$variant" = hostname ] && label=hostname
+    if [ $ok = 1 ] && grep -q '^aiplatform_gpu_exporter_up 1.0' "$work/scrape-$variant.txt" && [ $rc = 0 ] \
+        && grep -q "^DCGM_FI_DEV_GPU_TEMP{.*[{,]$label=" "$work/scrape-$variant.txt" \
+        && grep -q '^# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter$' "$work/scrape-$variant.txt"; then
+        echo "entry $variant: up 1, $(grep -c '^DCGM_FI' "$work/scrape-$variant.txt") DCGM samples, label $label, counters typed, clean exit on SIGTERM"
     else
-        echo "FAILED: entry point schema $schema (scraped=$ok, exit status $rc)"; cat "$work/entry$schema.log"; failed=1
+        echo "FAILED: entry point $variant (scraped=$ok, exit status $rc)"; cat "$work/entry-$variant.log"; failed=1
     fi
 done
 

@@ -119,7 +119,7 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path):
 
 
 def test_check_config(tmp_path):
-    cfg = write_config(tmp_path, {"gpu": {"schema": "4.9", "hostname_label": "hostname"}})
+    cfg = write_config(tmp_path, {"gpu": {"hostname_label": "hostname", "rename": {"DCGM_FI_DEV_GPU_TEMP": "t"}}})
     proc = subprocess.run([script("aiplatform-gpu-exporter"), "--config", cfg, "--check-config"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
     assert proc.returncode == 0 and "configuration OK" in proc.stdout

@@ -163,18 +163,18 @@ def test_mig_memory_per_instance_and_no_utilization():
                                                  "GPU_I_PROFILE", "GPU_I_ID", "Hostname", "DCGM_FI_DRIVER_VERSION"]
 
 
-def test_schema_49_units_and_label_switches():
-    nvml, col, reg = make(schema="4.9", hostname_label="hostname")
+def test_host_label_switches_and_rename():
+    nvml, col, reg = make(hostname_label="hostname")
     g0 = nvml.gpus[0]
     l0 = labels(g0, 0)
     l0.pop("Hostname")
-    l0.pop("DCGM_FI_DRIVER_VERSION")
-    l0.update(hostname="node1", DCGM_FI_SYSTEM_DRIVER_VERSION="580.105.08")
+    l0.update(hostname="node1")
     v = reg.get_sample_value
-    assert v("DCGM_FI_DEV_SM_CLOCK", l0) == 1980e6  # Hz
-    assert v("DCGM_FI_DEV_GPU_UTIL", l0) == pytest.approx(0.37)  # ratio
-    assert v("DCGM_FI_DEV_FB_USED", l0) == g0["mem_used"]  # bytes
-    assert v("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", l0) == pytest.approx(123456.789)  # J
+    # the units stay dcgm-exporter's whatever the label: MHz, %, whole MiB, mJ
+    assert v("DCGM_FI_DEV_SM_CLOCK", l0) == 1980
+    assert v("DCGM_FI_DEV_GPU_UTIL", l0) == 37
+    assert v("DCGM_FI_DEV_FB_USED", l0) == 1234
+    assert v("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", l0) == 123456789
     nvml2, col2, reg2 = make(hostname_label="none", rename={"DCGM_FI_DEV_GPU_TEMP": "gpu_temp_celsius"})
     l = labels(nvml2.gpus[0], 0)
     l.pop("Hostname")
@@ -191,8 +191,9 @@ def test_slow_fields_are_cached():
 
 
 def test_gpu_config_errors_name_the_key():
-    with pytest.raises(ConfigError, match=r"gpu\.schema: must be one of 4\.8, 4\.9"):
-        config_from_reader(Reader({"gpu": {"schema": "5"}}))
+    with pytest.raises(ConfigError, match=r"gpu\.schema: only \"4\.8\" .* the \"4\.9\" form matched no dcgm-exporter release"):
+        config_from_reader(Reader({"gpu": {"schema": "4.9"}}))
+    assert config_from_reader(Reader({"gpu": {"schema": "4.8"}})).hostname_label == "Hostname"  # what it writes
     with pytest.raises(ConfigError, match=r"gpu\.exclude_fields\[0\]: unknown field 'DCGM_FI_DEV_FAN'"):
         config_from_reader(Reader({"gpu": {"exclude_fields": ["DCGM_FI_DEV_FAN"]}}))
     with pytest.raises(ConfigError, match=r"gpu\.rename\.DCGM_FI_DEV_GPU_TEMP: must be a valid metric name"):

@@ -3,7 +3,7 @@
 The only fakes are at the hardware boundary: ``pynvml`` is the fake NVML
 (fake_nvml.py, two GPUs) and ``nvidia-smi`` is a script printing what a real one
 would for those GPUs. Everything between (gpu_check.py, the console entry
-point in both schemas, bench_gpu.py, the results archive) is the real code, so
+point with both host labels, bench_gpu.py, the results archive) is the real code, so
 a change that breaks the script the GPU machine runs fails here first.
 """
 
@@ -54,11 +54,12 @@ def test_passes_when_exporter_and_nvidia_smi_agree(tmp_path):
     proc, out = run_script(tmp_path)
     assert proc.returncode == 0, proc.stdout
     assert "overall: PASS" in proc.stdout
-    assert "schema 48: up 1" in proc.stdout and "schema 49: up 1" in proc.stdout
+    assert "entry default: up 1" in proc.stdout and "label Hostname, counters typed" in proc.stdout
+    assert "entry hostname: up 1" in proc.stdout and "label hostname, counters typed" in proc.stdout
     with tarfile.open(str(out / "results.tar.gz")) as tar:
         names = {os.path.normpath(n) for n in tar.getnames()}
-    assert {"idle/gpu_check.txt", "idle/gpu_check_scrape.txt", "bench_gpu.json", "scrape48.txt",
-            "scrape49.txt"} <= names
+    assert {"idle/gpu_check.txt", "idle/gpu_check_scrape.txt", "bench_gpu.json", "scrape-default.txt",
+            "scrape-hostname.txt"} <= names
     assert (out / "run.log").read_text().count("overall: PASS") == 1
 
 

@@ -149,8 +149,8 @@ _ENTRIES = [
        GPU + ", " + DCGM),
     _M("DCGM_FI_DEV_FB_RESERVED", "gauge", "MiB", GPU_LABELS, "Frame buffer memory reserved (in MiB).",
        GPU + ", " + DCGM),
-    _M("DCGM_FI_DEV_FB_TOTAL", "gauge", "MiB", GPU_LABELS, "Frame buffer memory total (in MiB).",
-       GPU + ", " + DCGM),
+    # not a dcgm-exporter default counter: an extra of the NVML exporter, absent on dcgm-exporter nodes
+    _M("DCGM_FI_DEV_FB_TOTAL", "gauge", "MiB", GPU_LABELS, "Frame buffer memory total (in MiB).", GPU),
     _M("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "counter", "rows", GPU_LABELS,
        "Number of remapped rows for uncorrectable errors.", GPU + ", " + DCGM),
     _M("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "counter", "rows", GPU_LABELS,

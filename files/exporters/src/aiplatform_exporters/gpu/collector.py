@@ -8,11 +8,10 @@ the scrape goes on. Without a driver or GPU the collector serves
 ``aiplatform_gpu_exporter_up 0`` only and retries the initialisation every
 ``retry_seconds``. XID errors come from an NVML event thread.
 
-Schemas: "4.8" (default) is dcgm-exporter <= 4.8's output (MHz, %, MiB, mJ, W;
-driver label ``DCGM_FI_DRIVER_VERSION``). "4.9" switches the units to Hz,
-ratio 0..1, bytes and J and the driver label to
-``DCGM_FI_SYSTEM_DRIVER_VERSION``; metric names can be remapped with
-``rename`` (see docs/exporters.md).
+The output is what every released dcgm-exporter (through 4.8) writes: MHz, %,
+MiB, mJ, W, the driver label ``DCGM_FI_DRIVER_VERSION`` and the host label
+``Hostname``; metric names can be remapped with ``rename`` and the host label
+switched (see docs/exporters.md).
 """
 
 import logging
@@ -52,24 +51,16 @@ FIELDS = (
     "DCGM_FI_DEV_ROW_REMAP_FAILURE",
 )
 SLOW_FIELDS = ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER")
-SCHEMAS = ("4.8", "4.9")
+# Hostname: every released dcgm-exporter; hostname: the rename on NVIDIA's unreleased main
+# (NVIDIA/dcgm-exporter#655); none: no host label.
 HOSTNAME_LABELS = ("Hostname", "hostname", "none")
-
-# 4.9 unit conversions from the <=4.8 unit (the raw reading is converted once, here).
-_SCALE_49 = {
-    "DCGM_FI_DEV_SM_CLOCK": 1e6, "DCGM_FI_DEV_MEM_CLOCK": 1e6,  # MHz -> Hz
-    "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": 1e-3,  # mJ -> J
-    "DCGM_FI_DEV_GPU_UTIL": 0.01, "DCGM_FI_DEV_MEM_COPY_UTIL": 0.01,  # % -> 0..1
-    "DCGM_FI_DEV_ENC_UTIL": 0.01, "DCGM_FI_DEV_DEC_UTIL": 0.01,
-}
+DRIVER_LABEL = "DCGM_FI_DRIVER_VERSION"
 _MEMORY_FIELDS = ("DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_RESERVED", "DCGM_FI_DEV_FB_TOTAL")
 
 
 class GpuConfig(object):
-    def __init__(self, schema="4.8", hostname_label="Hostname", hostname=None, retry_seconds=30.0,
+    def __init__(self, hostname_label="Hostname", hostname=None, retry_seconds=30.0,
                  slow_fields_max_age_seconds=10.0, xid_events=True, mig=True, exclude_fields=(), rename=None):
-        if schema not in SCHEMAS:
-            raise ValueError("schema must be one of %s" % ", ".join(SCHEMAS))
         if hostname_label not in HOSTNAME_LABELS:
             raise ValueError("hostname_label must be one of %s" % ", ".join(HOSTNAME_LABELS))
         unknown = sorted(set(exclude_fields) - set(FIELDS))
@@ -79,7 +70,6 @@ class GpuConfig(object):
         unknown = sorted(set(rename) - set(FIELDS))
         if unknown:
             raise ValueError("unknown field(s) in rename: %s" % ", ".join(unknown))
-        self.schema = schema
         self.hostname_label = hostname_label
         self.hostname = hostname or socket.gethostname()
         self.retry_seconds = float(retry_seconds)
@@ -93,10 +83,6 @@ class GpuConfig(object):
         self.unsuffixed_counters = frozenset(
             rename.get(f, f) for f in FIELDS
             if catalog.spec(f).type == "counter" and not rename.get(f, f).endswith("_total"))
-
-    @property
-    def driver_label(self):
-        return "DCGM_FI_SYSTEM_DRIVER_VERSION" if self.schema == "4.9" else "DCGM_FI_DRIVER_VERSION"
 
 
 def _text(value):
@@ -325,7 +311,7 @@ class NvmlCollector(object):
         return info.free, info.used, None, info.total
 
     def read_device(self, dev):
-        """{field: value in <=4.8 units} for one GPU; unsupported fields are absent."""
+        """{field: value in dcgm-exporter's units} for one GPU; unsupported fields are absent."""
         nvml = self.nvml
         h = dev.handle
         out = {}
@@ -438,15 +424,13 @@ class NvmlCollector(object):
             labels["GPU_I_PROFILE"], labels["GPU_I_ID"] = mig
         if self.config.hostname_label != "none":
             labels[self.config.hostname_label] = self.config.hostname
-        labels[self.config.driver_label] = self.driver_version
+        labels[DRIVER_LABEL] = self.driver_version
         return labels
 
-    def _convert(self, field, value):
+    @staticmethod
+    def _convert(value):
         if isinstance(value, tuple) and value[0] == "bytes":
-            raw = value[1]
-            return float(raw) if self.config.schema == "4.9" else float(raw // MIB)
-        if self.config.schema == "4.9" and field in _SCALE_49:
-            return float(value) * _SCALE_49[field]
+            return float(value[1] // MIB)  # dcgm-exporter's whole MiB
         return float(value)
 
     def _families(self, rows):
@@ -465,7 +449,7 @@ class NvmlCollector(object):
                 fam = fams.get(field)
                 if fam is None or value is None:
                     continue
-                fam.add_sample(fam.name, labels, self._convert(field, value))
+                fam.add_sample(fam.name, labels, self._convert(value))
         return [f for f in fams.values() if f.samples]
 
     def collect(self):

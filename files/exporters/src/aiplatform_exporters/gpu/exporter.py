@@ -2,7 +2,7 @@
 
 from aiplatform_exporters import server
 from aiplatform_exporters.config import ConfigError
-from aiplatform_exporters.gpu.collector import (FIELDS, HOSTNAME_LABELS, SCHEMAS, GpuConfig, NvmlCollector,
+from aiplatform_exporters.gpu.collector import (FIELDS, HOSTNAME_LABELS, GpuConfig, NvmlCollector,
                                                 unsuffixed_counter_exposition)
 
 DEFAULT_PORT = 19843
@@ -10,7 +10,10 @@ DEFAULT_PORT = 19843
 
 def config_from_reader(reader):
     g = reader.sub("gpu")
-    schema = g.get("schema", str, "4.8", choices=SCHEMAS)
+    # releases up to 0.1 offered "4.9", a form no dcgm-exporter release writes; "4.8" is what it writes
+    if g.get("schema", str, "4.8") != "4.8":
+        raise ConfigError("%s: only \"4.8\" (what every released dcgm-exporter writes) is left; the \"4.9\" "
+                          "form matched no dcgm-exporter release and was removed. Delete the key." % g.key("schema"))
     hostname_label = g.get("hostname_label", str, "Hostname", choices=HOSTNAME_LABELS)
     hostname = g.get("hostname", str, None)
     retry = g.get("retry_seconds", float, 30.0, minimum=1.0, maximum=3600.0)
@@ -29,7 +32,7 @@ def config_from_reader(reader):
         if not isinstance(new, str) or not new or not all(c.isalnum() or c in "_:" for c in new) or new[0].isdigit():
             raise ConfigError("%s.%s: must be a valid metric name, got %r" % (g.key("rename"), field, new))
     g.finish()
-    return GpuConfig(schema=schema, hostname_label=hostname_label, hostname=hostname, retry_seconds=retry,
+    return GpuConfig(hostname_label=hostname_label, hostname=hostname, retry_seconds=retry,
                      slow_fields_max_age_seconds=slow, xid_events=xid, mig=mig, exclude_fields=exclude,
                      rename=rename)
 
