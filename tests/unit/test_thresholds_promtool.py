@@ -120,15 +120,21 @@ def test_every_alert_has_the_documented_labels_and_annotations(default_rules):
     assert names == {
         "PlatformHighErrorRate", "PlatformHighLatencyP99", "LowCacheHitRate", "GPUHighTemperature",
         "ModelDriftKL", "ModelDriftPSI", "MCPHighErrorRate", "MCPHighLatencyP99", "TargetDown",
+        "GPUXidCritical", "GPUXidError", "GPURowRemapFailure", "GPUUncorrectableRemappedRows", "GPUMissing",
+        "GPUExporterNotReading",
     }
     severities = {(r["alert"], r["labels"]["severity"]) for r in rules}
     assert ("PlatformHighErrorRate", "critical") in severities and ("PlatformHighErrorRate", "warning") in severities
     assert ("ModelDriftKL", "critical") in severities and ("ModelDriftPSI", "warning") in severities
+    # an Xid is an event: those alerts fire at once (their expression looks 15 minutes back)
+    events = {"GPUXidCritical", "GPUXidError"}
+    # alerts whose value is only a flag (0/1) do not print it
+    flags = {"TargetDown", "GPURowRemapFailure", "GPUExporterNotReading"}
     for rule in rules:
-        assert rule["for"] == "5m", rule
+        assert rule["for"] == ("0m" if rule["alert"] in events else "5m"), rule
         assert set(rule["labels"]) == {"severity"}, rule
         assert set(rule["annotations"]) == {"summary", "description", "runbook", "runbook_url"}, rule
-        assert "$value" in rule["annotations"]["description"] or rule["alert"] == "TargetDown", rule
+        assert "$value" in rule["annotations"]["description"] or rule["alert"] in flags, rule
 
 
 def test_for_duration_and_runbook_url_are_configurable(tmp_path):

@@ -24,6 +24,7 @@ RULES_DIR = "/etc/prometheus/rules"
 RULE_FILES = ["aiplatform-alerts.rules.yml", "aiplatform-recording.rules.yml"]
 RULE_GROUPS = {
     "aiplatform-http-recording", "aiplatform-inference-recording", "aiplatform-mcp-recording",
+    "aiplatform-gpu-recording", "aiplatform-gpu-health-alerts",
     "aiplatform-http-alerts", "aiplatform-cache-alerts", "aiplatform-gpu-alerts",
     "aiplatform-drift-alerts", "aiplatform-mcp-alerts", "aiplatform-target-alerts",
 }
