@@ -18,6 +18,7 @@ RUNBOOKS = REPO / "docs" / "runbooks.md"
 # Every level of every signal, so that every alert rule the template can write is written.
 ALL_LEVELS = {"aiplatform_thresholds": {
     "gpu_temperature_celsius": {"alert": {"warning": 80, "critical": 85}},
+    "gpu_memory_temperature_celsius": {"alert": {"warning": 85, "critical": 90}},
     "cache_hit_ratio": {"alert": {"warning": 0.7, "critical": 0.5}},
     "drift_kl_divergence": {"alert": {"warning": 0.1, "critical": 0.2}},
     "drift_psi": {"alert": {"warning": 0.2, "critical": 0.3}},

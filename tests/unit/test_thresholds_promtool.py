@@ -120,7 +120,7 @@ def test_every_alert_has_the_documented_labels_and_annotations(default_rules):
     assert names == {
         "PlatformHighErrorRate", "PlatformHighLatencyP99", "LowCacheHitRate", "GPUHighTemperature",
         "ModelDriftKL", "ModelDriftPSI", "MCPHighErrorRate", "MCPHighLatencyP99", "TargetDown",
-        "GPUXidCritical", "GPUXidError", "GPURowRemapFailure", "GPUUncorrectableRemappedRows", "GPUMissing",
+        "GPUHighMemoryTemperature", "GPUXidCritical", "GPUXidError", "GPURowRemapFailure", "GPUUncorrectableRemappedRows", "GPUMissing",
         "GPUExporterNotReading",
     }
     severities = {(r["alert"], r["labels"]["severity"]) for r in rules}
