@@ -50,7 +50,7 @@ def run(env, roles, host_vars=None, args=(), **extra):
     inventory = {"monitoring": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable, **(host_vars or {})}}}}
     (tmp / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    variables = {"test_roles": roles,
+    variables = {"test_roles": roles, "test_render_dir": str(tmp / "render"),
                  "alertmanager_config_dir": str(tmp / "etc/alertmanager"),
                  "prometheus_config_dir": str(tmp / "etc/prometheus"),
                  "prometheus_rules_dir": str(tmp / "etc/prometheus/rules"),
