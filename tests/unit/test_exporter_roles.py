@@ -224,9 +224,36 @@ def test_dcgm_exporter_uses_the_host_engine_service_and_the_counters(rendered):
     rows = [line.split(", ") for line in csv.splitlines() if line and not line.startswith("#")]
     names = [r[0] for r in rows]
     assert "DCGM_FI_DEV_GPU_UTIL" in names and "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE" in names
-    assert all(len(r) == 3 and r[1] in ("gauge", "counter") for r in rows)
+    assert all(len(r) == 3 and r[1] in ("gauge", "counter", "label") for r in rows)
     plain = (rendered / "gpu-dcgm-embedded/etc/dcgm-exporter/aiplatform-counters.csv").read_text()
     assert "DCGM_FI_PROF_" not in plain
+
+
+def _csv_rows(text):
+    """(field, type, help) of a dcgm-exporter counters CSV, as dcgm-exporter reads it."""
+    rows = []
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, kind, help_text = [part.strip() for part in line.split(",", 2)]
+            rows.append((name, kind, help_text))
+    return rows
+
+
+NVIDIA_CSV = ROOT / "files/exporters/tests/data/dcgm-exporter-default-counters.csv"
+
+
+def test_dcgm_counter_list_is_nvidias_default_and_the_catalog(rendered):
+    from aiplatform_exporters import catalog
+
+    nvidia = _csv_rows(NVIDIA_CSV.read_text())
+    assert len(nvidia) == 26, nvidia
+    # the catalog holds dcgm-exporter's default list exactly: names, order, types, help texts
+    assert catalog.dcgm_counters() == nvidia
+    # and the role renders it: with profiling (gpu-dcgm) the whole list, without it all but DCGM_FI_PROF_*
+    with_profiling = _csv_rows((rendered / "gpu-dcgm/etc/dcgm-exporter/aiplatform-counters.csv").read_text())
+    assert with_profiling == nvidia
+    without = _csv_rows((rendered / "gpu-dcgm-embedded/etc/dcgm-exporter/aiplatform-counters.csv").read_text())
+    assert without == [r for r in nvidia if not r[0].startswith("DCGM_FI_PROF_")]
 
 
 # ---------------------------------------------------------------- detection and preflight (local)

@@ -143,23 +143,23 @@ _ENTRIES = [
        GPU + ", " + DCGM),
     _M("DCGM_FI_DEV_XID_ERRORS", "gauge", "xid", GPU_LABELS,
        "Value of the last XID error encountered.", GPU + ", " + DCGM),
-    _M("DCGM_FI_DEV_FB_FREE", "gauge", "MiB", GPU_LABELS, "Frame buffer memory free (in MiB).",
+    _M("DCGM_FI_DEV_FB_FREE", "gauge", "MiB", GPU_LABELS, "Framebuffer memory free (in MiB).",
        GPU + ", " + DCGM),
-    _M("DCGM_FI_DEV_FB_USED", "gauge", "MiB", GPU_LABELS, "Frame buffer memory used (in MiB).",
+    _M("DCGM_FI_DEV_FB_USED", "gauge", "MiB", GPU_LABELS, "Framebuffer memory used (in MiB).",
        GPU + ", " + DCGM),
-    _M("DCGM_FI_DEV_FB_RESERVED", "gauge", "MiB", GPU_LABELS, "Frame buffer memory reserved (in MiB).",
+    _M("DCGM_FI_DEV_FB_RESERVED", "gauge", "MiB", GPU_LABELS, "Framebuffer memory reserved (in MiB).",
        GPU + ", " + DCGM),
     # not a dcgm-exporter default counter: an extra of the NVML exporter, absent on dcgm-exporter nodes
-    _M("DCGM_FI_DEV_FB_TOTAL", "gauge", "MiB", GPU_LABELS, "Frame buffer memory total (in MiB).", GPU),
+    _M("DCGM_FI_DEV_FB_TOTAL", "gauge", "MiB", GPU_LABELS, "Framebuffer memory total (in MiB).", GPU),
     _M("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "counter", "rows", GPU_LABELS,
-       "Number of remapped rows for uncorrectable errors.", GPU + ", " + DCGM),
+       "Number of remapped rows for uncorrectable errors", GPU + ", " + DCGM),
     _M("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "counter", "rows", GPU_LABELS,
-       "Number of remapped rows for correctable errors.", GPU + ", " + DCGM),
+       "Number of remapped rows for correctable errors", GPU + ", " + DCGM),
     _M("DCGM_FI_DEV_ROW_REMAP_FAILURE", "gauge", "boolean", GPU_LABELS,
-       "Whether remapping of rows has failed.", GPU + ", " + DCGM),
+       "Whether remapping of rows has failed", GPU + ", " + DCGM),
     _M("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "counter", "bytes", GPU_LABELS,
-       "Total number of NVLink bandwidth counters for all lanes (really a rate).", DCGM),
-    _M("DCGM_FI_DEV_VGPU_LICENSE_STATUS", "gauge", "status", GPU_LABELS, "vGPU License status.", DCGM),
+       "Total number of NVLink bandwidth counters for all lanes.", DCGM),
+    _M("DCGM_FI_DEV_VGPU_LICENSE_STATUS", "gauge", "status", GPU_LABELS, "vGPU License status", DCGM),
     _M("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "gauge", "ratio", GPU_LABELS,
        "Ratio of time the graphics engine is active.", DCGM),
     _M("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "gauge", "ratio", GPU_LABELS,
@@ -167,9 +167,11 @@ _ENTRIES = [
     _M("DCGM_FI_PROF_DRAM_ACTIVE", "gauge", "ratio", GPU_LABELS,
        "Ratio of cycles the device memory interface is active sending or receiving data.", DCGM),
     _M("DCGM_FI_PROF_PCIE_TX_BYTES", "gauge", "bytes/s", GPU_LABELS,
-       "The rate of data transmitted over the PCIe bus, including both protocol headers and data payloads.", DCGM),
+       "The rate of data transmitted over the PCIe bus - including both protocol headers and data payloads - "
+       "in bytes per second.", DCGM),
     _M("DCGM_FI_PROF_PCIE_RX_BYTES", "gauge", "bytes/s", GPU_LABELS,
-       "The rate of data received over the PCIe bus, including both protocol headers and data payloads.", DCGM),
+       "The rate of data received over the PCIe bus - including both protocol headers and data payloads - "
+       "in bytes per second.", DCGM),
     _M("aiplatform_gpu_exporter_up", "gauge", "boolean", (),
        "1 when NVML is initialised and answered at the last collection, else 0.", GPU),
     _M("aiplatform_gpu_exporter_scrape_duration_seconds", "gauge", "seconds", (),
@@ -295,6 +297,37 @@ _ENTRIES = [
 ]
 
 CATALOG = OrderedDict((m.name, m) for m in _ENTRIES)
+
+# dcgm-exporter's default counters (etc/default-counters.csv of every release through 4.8), in its
+# order, with the one label field among them. Both GPU backends take their list from here: the
+# gpu_exporter role's gpu_exporter_dcgm_counters (+ _profiling_counters) must equal dcgm_counters()
+# (tests/unit/test_exporter_roles.py), and files/exporters/tests/data holds NVIDIA's file to compare.
+DCGM_DEFAULT_COUNTERS = (
+    "DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_MEM_CLOCK", "DCGM_FI_DEV_MEMORY_TEMP", "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_MEM_COPY_UTIL", "DCGM_FI_DEV_ENC_UTIL", "DCGM_FI_DEV_DEC_UTIL",
+    "DCGM_FI_DEV_XID_ERRORS", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_RESERVED",
+    "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_ROW_REMAP_FAILURE", "DCGM_FI_DRIVER_VERSION",
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "DCGM_FI_PROF_DRAM_ACTIVE",
+    "DCGM_FI_PROF_PCIE_TX_BYTES", "DCGM_FI_PROF_PCIE_RX_BYTES",
+)
+# A label, not a series: dcgm-exporter adds it to every series (so does the NVML exporter).
+DCGM_LABEL_FIELDS = {"DCGM_FI_DRIVER_VERSION": "Driver Version"}
+
+
+def dcgm_counters(profiling=True):
+    """[(field, type, help)] as dcgm-exporter's counters CSV lists them (profiling fields last)."""
+    out = []
+    for name in DCGM_DEFAULT_COUNTERS:
+        if name.startswith("DCGM_FI_PROF_") and not profiling:
+            continue
+        if name in DCGM_LABEL_FIELDS:
+            out.append((name, "label", DCGM_LABEL_FIELDS[name]))
+        else:
+            out.append((name, CATALOG[name].type, CATALOG[name].help))
+    return out
 if len(CATALOG) != len(_ENTRIES):  # pragma: no cover - guards edits of the table above
     raise RuntimeError("duplicate metric name in the catalog")
 
