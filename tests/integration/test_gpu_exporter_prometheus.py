@@ -4,17 +4,14 @@ suffix included, and rate() over them works as on a dcgm-exporter node.
 Run: .venv/bin/python -m pytest -q tests/integration/test_gpu_exporter_prometheus.py
 """
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import local_prometheus
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,15 +22,6 @@ from aiplatform_exporters import catalog, server  # noqa: E402
 from aiplatform_exporters.gpu import GpuConfig  # noqa: E402
 from aiplatform_exporters.gpu.exporter import GpuExporter  # noqa: E402
 
-PROMETHEUS = "/usr/bin/prometheus"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def api(url, path, **params):
     with urllib.request.urlopen(url + path + "?" + urllib.parse.urlencode(params), timeout=10) as r:
         return json.loads(r.read())["data"]
@@ -41,7 +29,6 @@ def api(url, path, **params):
 
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory):
-    assert os.access(PROMETHEUS, os.X_OK), f"{PROMETHEUS} is required (Debian package prometheus)"
     tmp = tmp_path_factory.mktemp("gpu-prom")
     nvml = FakeNvml([gpu(0), gpu(1)])
     exporter = GpuExporter(GpuConfig(hostname="gpu-node-1", xid_events=False, slow_fields_max_age_seconds=0),
@@ -50,16 +37,10 @@ def scraped(tmp_path_factory):
     for c in exporter.collectors():
         registry.register(c)
     httpd = server.serve(registry, "127.0.0.1", 0, exposition=exporter.exposition)
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump({
+    proc, url, log = local_prometheus.start(tmp, {
         "global": {"scrape_interval": "1s"},
         "scrape_configs": [{"job_name": "gpu", "static_configs": [
-            {"targets": ["127.0.0.1:%d" % httpd.server_port], "labels": {"instance": "gpu-node-1"}}]}]}))
-    port = free_port()
-    log = open(tmp / "prometheus.log", "wb")
-    proc = subprocess.Popen([PROMETHEUS, "--config.file=%s" % (tmp / "prometheus.yml"),
-                             "--storage.tsdb.path=%s" % (tmp / "data"), "--web.listen-address=127.0.0.1:%d" % port],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = "http://127.0.0.1:%d" % port
+            {"targets": ["127.0.0.1:%d" % httpd.server_port], "labels": {"instance": "gpu-node-1"}}]}]})
     try:
         deadline = time.monotonic() + 60
         while True:

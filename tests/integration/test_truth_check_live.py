@@ -13,8 +13,6 @@ traffic and one on the recorded series is checked:
 Run: .venv/bin/python -m pytest -q tests/integration/test_truth_check_live.py
 """
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,12 +21,12 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import local_prometheus
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK = REPO / "roles" / "grafana" / "files" / "check_dashboards.py"
-PROMETHEUS = "/usr/bin/prometheus"
 SIMULATED = 'modelName="Simulated GPU (demo workload)"'
 EXPORTERS = {
     "gpu-node-1": "aiplatform_gpu_exporter_up 0\n",
@@ -39,17 +37,11 @@ EXPORTERS = {
 }
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Exporter(object):
     def __init__(self, body):
         self.body = body.encode()
         self.server = None
-        self.port = free_port()
+        self.port = local_prometheus.free_port()
 
     def start(self):
         body = self.body
@@ -88,7 +80,6 @@ PANELS = [("GPU utilization", 'DCGM_FI_DEV_GPU_UTIL{instance=~"$instance"}'),
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    assert os.access(PROMETHEUS, os.X_OK), f"{PROMETHEUS} is required (Debian package prometheus)"
     tmp = tmp_path_factory.mktemp("truth")
     exporters = dict((name, Exporter(body)) for name, body in EXPORTERS.items())
     for e in exporters.values():
@@ -103,13 +94,7 @@ def stack(tmp_path_factory):
                       for n in ("gpu-node-1", "gpu-node-2")]},
                   {"job_name": "demo_workload", "static_configs": [
                       {"targets": ["127.0.0.1:%d" % exporters["demo"].port], "labels": {"instance": "monitoring-1"}}]}]}
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = open(tmp / "prometheus.log", "wb")
-    proc = subprocess.Popen([PROMETHEUS, "--config.file=%s" % (tmp / "prometheus.yml"),
-                             "--storage.tsdb.path=%s" % (tmp / "data"), "--web.listen-address=127.0.0.1:%d" % port],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = "http://127.0.0.1:%d" % port
+    proc, url, log = local_prometheus.start(tmp, config)
     (tmp / "dashboard.json").write_text(json.dumps(dashboard(PANELS)))
     (tmp / "simulated-only.json").write_text(json.dumps(dashboard([("GPU memory", "DCGM_FI_DEV_FB_USED")])))
     try:
