@@ -32,6 +32,13 @@ options:
     description: Variable name -> the job names the user defines in it.
     type: dict
     default: {}
+  password_dir:
+    description:
+      - Directory on the Prometheus host holding one password file per job, C(<password_dir>/<job>.password).
+        A job registered with C(basic_auth) (a user name only, registrations hold no secret) gets
+        C(password_file) there; empty leaves such jobs as they are.
+    type: str
+    default: ''
   keep:
     description: The scrape_configs of the configuration in place (C(prometheus.yml) read from the host).
     type: list
@@ -75,7 +82,14 @@ def _kept(keep, keep_hosts, registered_hosts):
                 yield job, group
 
 
-def scrape_configs(registrations, client=None, reserved=None, keep=None, keep_hosts=None):
+def _with_password_file(settings, job, password_dir):
+    auth = settings.get("basic_auth")
+    if password_dir and isinstance(auth, dict) and "password" not in auth and "password_file" not in auth:
+        settings["basic_auth"] = dict(auth, password_file="%s/%s.password" % (password_dir.rstrip("/"), job))
+    return settings
+
+
+def scrape_configs(registrations, client=None, reserved=None, keep=None, keep_hosts=None, password_dir=""):
     client = client or {}
     reserved = reserved or {}
     jobs, owners = {}, {}
@@ -88,6 +102,7 @@ def scrape_configs(registrations, client=None, reserved=None, keep=None, keep_ho
         settings = {"scheme": entry.get("scheme", "http"), "metrics_path": entry.get("metrics_path", "/metrics")}
         settings.update(entry.get("client") or {})
         settings.update(client.get(entry.get("role"), {}) or {})
+        settings = _with_password_file(settings, job, password_dir)
         if job in jobs:
             first_host, first = owners[job]
             if settings != first:

@@ -110,8 +110,19 @@ def normalize(host, job, entry):
     client = entry.get("client") or {}
     if not hasattr(client, "items"):
         raise AnsibleFilterError("%s: client (the scrape settings Prometheus needs) must be a mapping" % where)
+    for section, secrets in SECRET_KEYS.items():
+        value = client.get(section)
+        if value is not None and (not hasattr(value, "items") or set(value) & secrets):
+            raise AnsibleFilterError(
+                "%s: client.%s: a registration holds no secret (it is kept in a local fact file anyone on the host "
+                "can read); register the user name only: the prometheus role keeps the password "
+                "(prometheus_scrape_basic_auth_passwords)" % (where, section))
     return {"host": host, "job": job, "role": role, "port": port, "scheme": scheme, "metrics_path": path,
             "unit": entry.get("unit") or "", "info": dict(entry.get("info") or {}), "client": dict(client)}
+
+
+# Client settings that must never be registered (the registration is a world-readable fact file).
+SECRET_KEYS = {"basic_auth": {"password"}, "authorization": {"credentials"}, "oauth2": {"client_secret"}}
 
 
 def host_registrations(host, hostvars):

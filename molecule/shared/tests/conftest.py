@@ -34,15 +34,16 @@ def _podman_aware_get_ansible_host(config, inventory, host, **kwargs):
 ansible_runner.get_ansible_host = _podman_aware_get_ansible_host
 
 _HTTP = r"""
-import json, sys, urllib.request, urllib.error, base64
-url, method, body, auth = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+import json, ssl, sys, urllib.request, urllib.error, base64
+url, method, body, auth, cafile = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(cafile=cafile or None)
 req = urllib.request.Request(url, method=method, data=body.encode() if body else None)
 if body:
     req.add_header("Content-Type", "application/json")
 if auth:
     req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
 try:
-    with urllib.request.urlopen(req, timeout=20) as r:
+    with urllib.request.urlopen(req, timeout=20, context=ctx) as r:
         print(json.dumps({"status": r.status, "body": r.read().decode(errors="replace")}))
 except urllib.error.HTTPError as e:
     print(json.dumps({"status": e.code, "body": e.read().decode(errors="replace")}))
@@ -51,9 +52,10 @@ except Exception as e:  # connection refused, timeout
 """
 
 
-def http(host, url, method="GET", body="", auth=""):
-    """Return (status, text) of an HTTP request made from inside `host`; status 0 = no answer."""
-    cmd = host.run("python3 -c %s %s %s %s %s", _HTTP, url, method, body, auth)
+def http(host, url, method="GET", body="", auth="", cafile=""):
+    """Return (status, text) of an HTTP request made from inside `host`; status 0 = no answer.
+    https is verified against `cafile` (default: the system's CA certificates)."""
+    cmd = host.run("python3 -c %s %s %s %s %s %s", _HTTP, url, method, body, auth, cafile)
     assert cmd.rc == 0, cmd.stderr
     out = json.loads(cmd.stdout)
     return out["status"], out["body"]
@@ -63,6 +65,35 @@ def http_json(host, url, **kwargs):
     status, text = http(host, url, **kwargs)
     assert status == 200, f"{url} answered {status}: {text[:500]}"
     return json.loads(text)
+
+
+def exporter_web(hostvars, prefix):
+    """How the exporters of role `prefix` (platform_exporters, gpu_exporter) are asked: (scheme, auth, cafile)
+    from the scenario's web variables (literal values in the scenarios' group_vars)."""
+    users = hostvars.get(prefix + "_web_basic_auth_users") or {}
+    user = hostvars.get(prefix + "_web_scrape_user") or (sorted(users)[0] if users else "")
+    scheme = "https" if hostvars.get(prefix + "_web_tls_cert_file") else "http"
+    cafile = (hostvars.get(prefix + "_web_scrape_tls_config") or {}).get("ca_file", "")
+    return scheme, ("%s:%s" % (user, users[user]) if users else ""), cafile
+
+
+def exporter_http(host, hostvars, prefix, port, path="/metrics"):
+    """(status, text) of the exporter on 127.0.0.1:port, with the scheme, credentials and CA it is served with."""
+    scheme, auth, cafile = exporter_web(hostvars, prefix)
+    return http(host, "%s://127.0.0.1:%s%s" % (scheme, port, path), auth=auth, cafile=cafile)
+
+
+# The role whose web variables an exporter unit is served with (None: plain HTTP, not the collection's).
+WEB_PREFIX = {"aiplatform-drift-exporter": "platform_exporters", "aiplatform-learning-exporter": "platform_exporters",
+              "aiplatform-gpu-exporter": "gpu_exporter", "dcgm-exporter": "gpu_exporter"}
+
+
+def unit_http(host, hostvars, unit, port, path="/metrics"):
+    """(status, text) of an exporter unit's endpoint, asked the way Prometheus asks it."""
+    prefix = WEB_PREFIX.get(unit)
+    if prefix is None:
+        return http(host, "http://127.0.0.1:%s%s" % (port, path))
+    return exporter_http(host, hostvars, prefix, port, path)
 
 
 def in_group(host, group):

@@ -6,7 +6,7 @@ checks are in test_exporters_monitoring.py and test_exporters_gpu.py.
 """
 import re
 
-from conftest import enabled_exporter_units, http, in_group
+from conftest import enabled_exporter_units, in_group, unit_http
 
 testinfra_hosts = ["ansible://monitoring", "ansible://gpu_nodes"]
 
@@ -33,7 +33,7 @@ def test_units_active_and_metrics_answer(host, hostvars):
         assert svc.is_enabled and svc.is_running, unit
         if port is None:
             continue
-        status, body = http(host, "http://127.0.0.1:%s/metrics" % port)
+        status, body = unit_http(host, hostvars, unit, port)
         assert status == 200, (unit, status, body[:300])
         assert "# TYPE" in body, unit
 

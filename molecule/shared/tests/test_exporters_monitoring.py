@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import JOBS, enabled_exporter_units, http, http_json, metric_value, poll
+from conftest import JOBS, enabled_exporter_units, http_json, metric_value, poll, unit_http
 
 testinfra_hosts = ["ansible://monitoring"]
 
@@ -33,7 +33,7 @@ def test_database_exporters_are_connected(host, hostvars):
     assert {"aiplatform-drift-exporter", "aiplatform-learning-exporter"} <= set(units)
 
     def values():
-        return dict((u, metric_value(http(host, "http://127.0.0.1:%s/metrics" % p)[1], ups[u]))
+        return dict((u, metric_value(unit_http(host, hostvars, u, p)[1], ups[u]))
                     for u, p in units.items())
 
     ok = poll(lambda: all(v == 1.0 for v in values().values()), 90, 3)
@@ -52,7 +52,7 @@ def test_drift_and_learning_exporters_follow_postgresql(host, hostvars):
     def up_values():
         values = {}
         for unit, port in exporters.items():
-            status, body = http(host, "http://127.0.0.1:%s/metrics" % port)
+            status, body = unit_http(host, hostvars, unit, port)
             assert status == 200, "%s stopped answering: %s" % (unit, body[:300])
             values[unit] = metric_value(body, unit.replace("aiplatform-", "aiplatform_").replace("-", "_") + "_up")
         return values

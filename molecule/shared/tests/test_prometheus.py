@@ -14,7 +14,7 @@ import pytest
 import testinfra
 import yaml
 
-from conftest import http, http_json, playbook
+from conftest import http, http_json, playbook, unit_http
 
 testinfra_hosts = ["ansible://monitoring"]
 
@@ -76,14 +76,14 @@ def _rule_checksums(host):
     return {name: host.file(f"{RULES_DIR}/{name}").sha256sum for name in RULE_FILES}
 
 
-DRIFT = "http://127.0.0.1:19841/metrics"
 DRIFT_CONFIG = "/etc/aiplatform-exporters/drift.yml"
 DRIFT_RELOAD = "aiplatform_drift_exporter_config_last_reload"
 
 
 def _drift_state(host):
     """The drift exporter's PID, its file's KL threshold and its reload metrics."""
-    status, body = http(host, DRIFT)
+    hostvars = host.ansible.get_variables()
+    status, body = unit_http(host, hostvars, "aiplatform-drift-exporter", hostvars.get("platform_exporters_drift_port", 19841))
     assert status == 200, body[:300]
     values = {name: float(v) for name, v in re.findall(rf"^({DRIFT_RELOAD}_\w+) (\S+)$", body, re.M)}
     config = yaml.safe_load(host.file(DRIFT_CONFIG).content_string)

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from aiplatform_exporters import __version__, catalog
 from aiplatform_exporters.config import ConfigError, Reader, load_yaml, parse_listen
+from aiplatform_exporters.web import WebConfig, load_web_config, protect
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,27 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     # socketserver's default listen backlog is 5: a burst of concurrent scrapes would overflow it
     # and the kernel would drop SYNs (clients then wait a 1 s retransmit)
     request_queue_size = 128
+    # TLS (web config): each connection's handshake runs in its own request thread, so a slow or
+    # silent client never holds up the accept loop.
+    ssl_context = None
+    handshake_timeout = 10.0
+
+    def finish_request(self, request, client_address):
+        if self.ssl_context is None:
+            return super().finish_request(request, client_address)
+        import ssl
+
+        request.settimeout(self.handshake_timeout)
+        try:
+            conn = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("%s: TLS handshake failed: %s", client_address[0], exc)
+            return None
+        try:
+            conn.settimeout(None)
+            return super().finish_request(conn, client_address)
+        finally:
+            conn.close()
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -151,9 +173,11 @@ def make_app(registry, title, exposition=None):
     return app
 
 
-def serve(registry, addr, port, title="exporter", exposition=None):
+def serve(registry, addr, port, title="exporter", exposition=None, web=None):
     """Start serving ``registry`` on addr:port in a daemon thread; returns the server.
-    ``exposition(registry)``, when given, writes the /metrics body instead of prometheus-client."""
+    ``exposition(registry)``, when given, writes the /metrics body instead of prometheus-client.
+    ``web`` (a WebConfig, see aiplatform_exporters.web) adds TLS and basic auth."""
+    web = web or WebConfig()
     server_class = _ThreadingWSGIServer
     if _ipv6(addr):
         import socket
@@ -162,7 +186,9 @@ def serve(registry, addr, port, title="exporter", exposition=None):
             address_family = socket.AF_INET6
 
         server_class = _V6
-    httpd = make_server(addr, port, make_app(registry, title, exposition), server_class, handler_class=_QuietHandler)
+    app = protect(make_app(registry, title, exposition), web.users, realm=title)
+    httpd = make_server(addr, port, app, server_class, handler_class=_QuietHandler)
+    httpd.ssl_context = web.tls
     thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
     thread.start()
     return httpd
@@ -173,6 +199,9 @@ def build_parser(prog, description, default_port):
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file")
     parser.add_argument("--listen", metavar="ADDR:PORT",
                         help="address to serve /metrics on (default: config 'listen' or 0.0.0.0:%d)" % default_port)
+    parser.add_argument("--web-config-file", metavar="FILE",
+                        help="TLS and basic auth, in the exporter-toolkit format of node_exporter's "
+                             "--web.config.file (default: config 'web_config_file'; none: plain HTTP)")
     parser.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"),
                         help="log level (default: config 'log_level' or info)")
     parser.add_argument("--check-config", action="store_true",
@@ -187,12 +216,13 @@ LEVELS = ("debug", "info", "warning", "error")
 class FrameSettings(object):
     """The frame's part of a config file: its Reader (for the exporter's sections), listen, log level."""
 
-    def __init__(self, reader, listen, addr, port, level):
+    def __init__(self, reader, listen, addr, port, level, web=None):
         self.reader = reader
         self.listen = listen
         self.addr = addr
         self.port = port
         self.level = level
+        self.web = web or WebConfig()
 
 
 def read_settings(args, default_port, require_config=True):
@@ -205,7 +235,15 @@ def read_settings(args, default_port, require_config=True):
     parse_listen(config_listen, "listen")
     addr, port = parse_listen(args.listen, "--listen") if args.listen else parse_listen(config_listen, "listen")
     config_level = reader.get("log_level", str, "info", choices=LEVELS)
-    return FrameSettings(reader, args.listen or config_listen, addr, port, args.log_level or config_level)
+    config_web = reader.get("web_config_file", str, "")
+    web_file = args.web_config_file if args.web_config_file is not None else config_web
+    try:
+        web = load_web_config(web_file)
+    except OSError as exc:
+        raise ConfigError("web_config_file: %s: %s" % (web_file, exc.strerror or exc))
+    except ConfigError as exc:
+        raise ConfigError("web_config_file %s: %s" % (web_file, exc))
+    return FrameSettings(reader, args.listen or config_listen, addr, port, args.log_level or config_level, web)
 
 
 class _Signals(object):
@@ -272,6 +310,8 @@ class Reloader(object):
         if new.listen != self.current.listen:
             log.warning("reload: listen %s -> %s needs a restart; still listening on %s", self.current.listen,
                         new.listen, self.current.listen)
+        if (new.web.path, new.web.digest) != (self.current.web.path, self.current.web.digest):
+            log.warning("reload: the web configuration changed; TLS and basic auth change at the next restart")
         return changes
 
 
@@ -318,12 +358,14 @@ def run(prog, description, default_port, build, argv=None, require_config=True):
     signal.signal(signal.SIGTERM, signals.on_stop)
     signal.signal(signal.SIGINT, signals.on_stop)
     try:
-        httpd = serve(registry, settings.addr, settings.port, title=prog, exposition=getattr(app, "exposition", None))
+        httpd = serve(registry, settings.addr, settings.port, title=prog, exposition=getattr(app, "exposition", None),
+                      web=settings.web)
     except OSError as exc:
         sys.stderr.write("%s: cannot listen on %s:%d: %s\n" % (prog, settings.addr, settings.port,
                                                                  exc.strerror or exc))
         return 1
-    log.info("%s %s listening on %s:%d", prog, __version__, settings.addr, httpd.server_port)
+    log.info("%s %s listening on %s:%d (%s%s)", prog, __version__, settings.addr, httpd.server_port,
+             settings.web.scheme, ", basic auth" if settings.web.users else "")
     if hasattr(app, "start"):
         app.start()
     try:
