@@ -1,4 +1,6 @@
 """Conventions every role keeps, checked on the tree so a slip fails `make test`."""
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,10 @@ def test_no_templated_notify_on_a_loop():
             if looped and "{{" in str(task.get("notify", "")) and task.get("changed_when") is not True:
                 bad.append(f"{tasks_file.relative_to(ROOT)}: {task.get('name')}")
     assert not bad, bad
+
+
+def test_variables_doc_is_generated_from_argument_specs():
+    """docs/variables.md is tools/gen_variables_doc.py's output over every role's argument_specs."""
+    proc = subprocess.run([sys.executable, str(ROOT / "tools/gen_variables_doc.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
