@@ -31,7 +31,8 @@ WEB = {
 
 @pytest.fixture(scope="module")
 def rendered_web(tmp_path_factory):
-    proc, out = render(tmp_path_factory.mktemp("web"), WEB)
+    # the three roles concerned (prometheus.yml is built from every role's registration whatever the tags)
+    proc, out = render(tmp_path_factory.mktemp("web"), WEB, "--tags", "prometheus,platform_exporters,gpu_exporter")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
 
