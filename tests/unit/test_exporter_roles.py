@@ -188,6 +188,7 @@ def test_rendered_configs_follow_the_variables(rendered):
     gpu = yaml.safe_load((rendered / "gpu-nvml/etc/aiplatform-exporters/gpu.yml").read_text())
     assert gpu["listen"] == "0.0.0.0:9400" and gpu["gpu"]["hostname_label"] == "Hostname"
     assert "schema" not in gpu["gpu"]
+    assert gpu["gpu"]["sample_interval_seconds"] == 5.0 and isinstance(gpu["gpu"]["sample_interval_seconds"], float)
 
 
 @pytest.mark.parametrize("script,config", [

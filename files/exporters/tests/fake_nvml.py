@@ -7,10 +7,12 @@ function name in ``unsupported`` makes it raise NVMLError(NOT_SUPPORTED) for tha
 
 import collections
 import threading
+import time
 import types
 
 NVML_SUCCESS = 0
 NVML_ERROR_UNINITIALIZED = 1
+NVML_ERROR_INVALID_ARGUMENT = 2
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_DRIVER_NOT_LOADED = 9
@@ -38,6 +40,10 @@ def gpu(index, name="NVIDIA H100 80GB HBM3", **overrides):
         pcie_replay=0, util_gpu=37, util_mem=12, enc=0, dec=3,
         mem_total=85520809984, mem_reserved=566231040, mem_used=1048576 * 1234 + 77, remapped=(0, 0, False, False),
         mig_enabled=False, migs=[], unsupported=set(),
+        # sampled fields: PCIe throughput KB/s, GPM percent by metric id (None: a GPU without GPM, as
+        # before Hopper), NVLink data counters in KiB (None: no NVLink), vGPU licence (None: bare metal)
+        pcie_tx_kbs=120000, pcie_rx_kbs=35000, gpm={1: 37.5, 5: 42.0, 10: 63.25},
+        nvlink_tx_kib=0, nvlink_rx_kib=0, nvlink_tx_kib_per_second=0, vgpu_licensed=None,
     )
     g["mem_free"] = g["mem_total"] - g["mem_reserved"] - g["mem_used"]
     g.update(overrides)
@@ -55,11 +61,19 @@ class FakeNvml(types.ModuleType):
     NVML_CLOCK_MEM = 2
     NVML_TEMPERATURE_GPU = 0
     NVML_FI_DEV_MEMORY_TEMP = 82
+    NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX = 138
+    NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX = 139
+    NVML_PCIE_UTIL_TX_BYTES = 0
+    NVML_PCIE_UTIL_RX_BYTES = 1
+    NVML_GPM_METRIC_GRAPHICS_UTIL = 1
+    NVML_GPM_METRIC_ANY_TENSOR_UTIL = 5
+    NVML_GPM_METRIC_DRAM_BW_UTIL = 10
+    NVML_GPM_METRICS_GET_VERSION = 1
     NVML_DEVICE_MIG_ENABLE = 1
     nvmlEventTypeXidCriticalError = 8
     nvmlMemory_v2 = object()
 
-    def __init__(self, gpus=(), driver=True, driver_version="580.105.08"):
+    def __init__(self, gpus=(), driver=True, driver_version="580.105.08", pcie_seconds=0.0):
         types.ModuleType.__init__(self, "pynvml")
         self.gpus = list(gpus)
         self.driver = driver
@@ -69,6 +83,8 @@ class FakeNvml(types.ModuleType):
         self.events = collections.deque()
         self.lost = set()
         self._event_cv = threading.Condition()
+        self.pcie_seconds = pcie_seconds  # a real nvmlDeviceGetPcieThroughput samples a 20 ms window
+        self.samples_alive = set()
 
     # -- helpers
     def _count(self, name):
@@ -130,12 +146,81 @@ class FakeNvml(types.ModuleType):
 
     def nvmlDeviceGetFieldValues(self, h, ids):
         self._check(h, "nvmlDeviceGetFieldValues")
+        g = h.gpu
         out = []
-        for _ in ids:
-            ok = "memory_temp" not in h.gpu["unsupported"]
-            out.append(types.SimpleNamespace(nvmlReturn=0 if ok else NVML_ERROR_NOT_SUPPORTED, valueType=1,
-                                             value=types.SimpleNamespace(uiVal=h.gpu["mem_temp"])))
+        for entry in ids:
+            field, scope = entry if isinstance(entry, tuple) else (entry, 0)
+            if field == self.NVML_FI_DEV_MEMORY_TEMP:
+                ok, vt, value = "memory_temp" not in g["unsupported"], 1, types.SimpleNamespace(uiVal=g["mem_temp"])
+            elif field in (self.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, self.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX):
+                if scope != 0xFFFFFFFF:
+                    raise AssertionError("the exporter asks for the sum over every link (scopeId UINT_MAX)")
+                if field == self.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX:
+                    kib = g["nvlink_tx_kib"]
+                    if kib is not None:  # steady traffic: the counter grows with the clock
+                        kib += int(g["nvlink_tx_kib_per_second"] * time.monotonic())
+                else:
+                    kib = g["nvlink_rx_kib"]
+                ok, vt, value = kib is not None, 3, types.SimpleNamespace(ullVal=kib or 0)
+            else:
+                ok, vt, value = False, 1, types.SimpleNamespace(uiVal=0)
+            out.append(types.SimpleNamespace(fieldId=field, scopeId=scope, valueType=vt, value=value,
+                                             nvmlReturn=0 if ok else NVML_ERROR_NOT_SUPPORTED))
         return out
+
+    def nvmlDeviceGetPcieThroughput(self, h, counter):
+        self._check(h, "nvmlDeviceGetPcieThroughput")
+        if self.pcie_seconds:
+            time.sleep(self.pcie_seconds)
+        return h.gpu["pcie_tx_kbs"] if counter == self.NVML_PCIE_UTIL_TX_BYTES else h.gpu["pcie_rx_kbs"]
+
+    def nvmlDeviceGetGridLicensableFeatures(self, h):
+        self._check(h, "nvmlDeviceGetGridLicensableFeatures")
+        if h.gpu["vgpu_licensed"] is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        feature = types.SimpleNamespace(featureCode=1, featureState=1 if h.gpu["vgpu_licensed"] else 0)
+        return types.SimpleNamespace(isGridLicenseSupported=1, licensableFeaturesCount=1,
+                                     gridLicensableFeatures=[feature, types.SimpleNamespace(featureState=1)])
+
+    # -- GPM (Hopper and newer): two samples, then the metrics between them
+    def nvmlGpmQueryDeviceSupport(self, h):
+        self._check(h, "nvmlGpmQueryDeviceSupport")
+        return types.SimpleNamespace(version=1, isSupportedDevice=0 if h.gpu["gpm"] is None else 1)
+
+    def nvmlGpmSampleAlloc(self):
+        self._count("nvmlGpmSampleAlloc")
+        sample = types.SimpleNamespace(taken=None, gpu=None)
+        self.samples_alive.add(id(sample))
+        return sample
+
+    def nvmlGpmSampleFree(self, sample):
+        self._count("nvmlGpmSampleFree")
+        self.samples_alive.discard(id(sample))
+
+    def nvmlGpmSampleGet(self, h, sample):
+        self._check(h, "nvmlGpmSampleGet")
+        sample.taken, sample.gpu = time.monotonic(), h.gpu["uuid"]
+        return sample
+
+    class c_nvmlGpmMetricsGet_t(object):
+        def __init__(self):
+            self.version = self.numMetrics = 0
+            self.sample1 = self.sample2 = None
+            self.metrics = [types.SimpleNamespace(metricId=0, nvmlReturn=0, value=0.0) for _ in range(98)]
+
+    def nvmlGpmMetricsGet(self, request):
+        self._count("nvmlGpmMetricsGet")
+        s1, s2 = request.sample1, request.sample2
+        if (request.version != 1 or s1 is None or s2 is None or s1 is s2 or s1.taken is None
+                or s2.taken is None or s1.taken >= s2.taken or s1.gpu != s2.gpu):
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)  # as NVML: two samples of one GPU, in order
+        gpm = next(g for g in self.gpus if g["uuid"] == s1.gpu)["gpm"]
+        for m in request.metrics[:request.numMetrics]:
+            if m.metricId in gpm:
+                m.value, m.nvmlReturn = gpm[m.metricId], 0
+            else:
+                m.value, m.nvmlReturn = 0.0, NVML_ERROR_NOT_SUPPORTED
+        return request
 
     def nvmlDeviceGetPowerUsage(self, h):
         self._check(h, "nvmlDeviceGetPowerUsage")

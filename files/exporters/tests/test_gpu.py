@@ -29,6 +29,7 @@ def make(gpus=None, **cfg):
     nvml = FakeNvml(gpus if gpus is not None else [gpu(0), gpu(1)])
     cfg.setdefault("hostname", "node1")
     cfg.setdefault("xid_events", False)
+    cfg.setdefault("sample_interval_seconds", 0)  # the sampler thread: in the tests that want it
     collector = NvmlCollector(GpuConfig(**cfg), nvml=nvml)
     return nvml, collector, registry_with(collector)
 
@@ -52,7 +53,8 @@ def test_dcgm_48_names_labels_and_units():
     assert v("DCGM_FI_DEV_FB_RESERVED", l0) == g0["mem_reserved"] // MIB
     assert v("DCGM_FI_DEV_FB_FREE", l0) == g0["mem_free"] // MIB
     assert v("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", l0) == 0
-    assert v("DCGM_FI_DEV_XID_ERRORS", l0) == 0
+    assert v("DCGM_FI_DEV_XID_ERRORS", dict(l0, err_code="0", err_msg="No Error")) == 0
+    assert v("DCGM_FI_DEV_VGPU_LICENSE_STATUS", l0) == 0  # bare metal: no vGPU licensing, as dcgm-exporter
     assert v("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", l0) == 0
     assert v("DCGM_FI_DEV_ROW_REMAP_FAILURE", l0) == 0
     text = generate_latest(reg).decode()
@@ -137,9 +139,100 @@ def test_xid_events_from_the_event_thread():
     reg.get_sample_value("aiplatform_gpu_exporter_up")
     nvml.push_xid(1, 79)
     l1 = labels(nvml.gpus[1], 1)
-    assert wait_for(lambda: reg.get_sample_value("DCGM_FI_DEV_XID_ERRORS", l1) == 79, timeout=3)
-    assert reg.get_sample_value("DCGM_FI_DEV_XID_ERRORS", labels(nvml.gpus[0], 0)) == 0
+    l1_79 = dict(l1, err_code="79", err_msg="GPU has fallen off the bus")
+    assert wait_for(lambda: reg.get_sample_value("DCGM_FI_DEV_XID_ERRORS", l1_79) == 79, timeout=3)
+    # one series per GPU: the one of the previous code is gone (dcgm-exporter writes the last Xid only)
+    xids = [s for fam in reg.collect() if fam.name == "DCGM_FI_DEV_XID_ERRORS" for s in fam.samples]
+    assert sorted((s.labels["gpu"], s.labels["err_code"]) for s in xids) == [("0", "0"), ("1", "79")]
+    nvml.push_xid(0, 999)  # past the end of NVIDIA's table
+    l0 = labels(nvml.gpus[0], 0, err_code="999", err_msg="Unknown Error")
+    assert wait_for(lambda: reg.get_sample_value("DCGM_FI_DEV_XID_ERRORS", l0) == 999, timeout=3)
     col.close()
+
+
+def test_xid_messages_are_nvidias_table():
+    from aiplatform_exporters.gpu import xid
+
+    assert len(xid.MESSAGES) == 173  # codes 0..172, as dcgm-exporter 4.5.3-4.8.2
+    assert xid.message(13) == "Graphics Engine Exception"
+    assert xid.message(48) == "Double Bit ECC Error"
+    assert xid.message(172) == "Uncorrectable SRAM Error"
+    assert xid.message(173) == xid.message(-1) == "Unknown Error"
+
+
+def _first_gpu(col):
+    assert col.initialise()
+    return col.devices[0]
+
+
+def test_sampled_fields_pcie_gpm_and_nvlink():
+    nvml, col, reg = make([gpu(0)])
+    dev = _first_gpu(col)
+    first = col.sample_device(dev)
+    # PCIe: KB/s -> bytes/s at once; GPM and NVLink need a second sample
+    assert first == {"DCGM_FI_PROF_PCIE_TX_BYTES": 120000 * 1024, "DCGM_FI_PROF_PCIE_RX_BYTES": 35000 * 1024}
+    nvml.gpus[0]["nvlink_tx_kib"] += 3000000
+    nvml.gpus[0]["nvlink_rx_kib"] += 1000000
+    t0 = time.monotonic()
+    time.sleep(0.2)
+    second = col.sample_device(dev)
+    elapsed = time.monotonic() - t0
+    assert second["DCGM_FI_PROF_GR_ENGINE_ACTIVE"] == 0.375  # GPM percent -> ratio
+    assert second["DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"] == 0.42
+    assert second["DCGM_FI_PROF_DRAM_ACTIVE"] == 0.6325
+    mbs = 4000000 * 1024 / 1e6  # MB moved over the rounds' interval
+    assert mbs / (elapsed + 0.05) <= second["DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL"] <= mbs / 0.2, second
+    nvml.gpus[0]["nvlink_tx_kib"] = 0  # driver reloaded: counters back to zero, no negative rate
+    assert "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL" not in col.sample_device(dev)
+    col.close()
+    assert not nvml.samples_alive and nvml.calls["nvmlGpmSampleFree"] == 2
+
+
+def test_sampled_fields_reach_the_scrape_without_slowing_it():
+    # PCIe throughput takes 0.2 s a call here (20 ms on an H100): 0.8 s a scrape if it were on the path
+    nvml = FakeNvml([gpu(0), gpu(1)], pcie_seconds=0.2)
+    col = NvmlCollector(GpuConfig(hostname="node1", xid_events=False, sample_interval_seconds=0.5), nvml=nvml)
+    reg = registry_with(col)
+    l1 = labels(nvml.gpus[1], 1)
+    try:
+        assert wait_for(lambda: reg.get_sample_value("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", l1) == 0.42, timeout=5)
+        assert reg.get_sample_value("DCGM_FI_PROF_PCIE_RX_BYTES", l1) == 35000 * 1024
+        assert reg.get_sample_value("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", l1) == 0
+        t0 = time.monotonic()
+        generate_latest(reg)
+        assert time.monotonic() - t0 < 0.15
+        # a sampler that stops refreshing (stuck in the driver) leaves the fields absent, not frozen
+        col._stop_sampler()
+        for dev in col.devices:
+            dev.sampled_at -= 60
+        assert reg.get_sample_value("DCGM_FI_PROF_PCIE_RX_BYTES", l1) is None
+        assert reg.get_sample_value("DCGM_FI_DEV_GPU_TEMP", l1) == 32
+    finally:
+        col.close()
+
+
+def test_sampled_fields_a_gpu_does_not_have_are_absent_and_not_asked_again():
+    old = gpu(0, name="NVIDIA A100-SXM4-80GB", gpm=None, nvlink_tx_kib=None, nvlink_rx_kib=None,
+              unsupported={"nvmlDeviceGetPcieThroughput"})
+    nvml, col, reg = make([old])
+    dev = _first_gpu(col)
+    assert col.sample_device(dev) == {} and col.sample_device(dev) == {}
+    assert nvml.calls["nvmlDeviceGetPcieThroughput"] == 2  # TX and RX once, then remembered
+    assert nvml.calls["nvmlGpmQueryDeviceSupport"] == 1 and nvml.calls["nvmlGpmSampleAlloc"] == 0
+    assert nvml.calls["nvmlDeviceGetFieldValues"] == 1
+    assert reg.get_sample_value("aiplatform_gpu_exporter_source_errors_total", {"operation": "sample"}) == 0
+    # excluded fields are not sampled at all
+    nvml2, col2, _ = make([gpu(0)], exclude_fields=["DCGM_FI_PROF_PCIE_TX_BYTES", "DCGM_FI_PROF_PCIE_RX_BYTES"])
+    assert "DCGM_FI_PROF_PCIE_TX_BYTES" not in col2.sample_device(_first_gpu(col2))
+    assert nvml2.calls["nvmlDeviceGetPcieThroughput"] == 0
+    col.close()
+    col2.close()
+
+
+def test_vgpu_license_status():
+    nvml, col, reg = make([gpu(0, vgpu_licensed=True), gpu(1, vgpu_licensed=False)])
+    assert reg.get_sample_value("DCGM_FI_DEV_VGPU_LICENSE_STATUS", labels(nvml.gpus[0], 0)) == 1
+    assert reg.get_sample_value("DCGM_FI_DEV_VGPU_LICENSE_STATUS", labels(nvml.gpus[1], 1)) == 0
 
 
 def test_mig_memory_per_instance_and_no_utilization():
@@ -198,6 +291,9 @@ def test_gpu_config_errors_name_the_key():
         config_from_reader(Reader({"gpu": {"exclude_fields": ["DCGM_FI_DEV_FAN"]}}))
     with pytest.raises(ConfigError, match=r"gpu\.rename\.DCGM_FI_DEV_GPU_TEMP: must be a valid metric name"):
         config_from_reader(Reader({"gpu": {"rename": {"DCGM_FI_DEV_GPU_TEMP": "bad name"}}}))
+    with pytest.raises(ConfigError, match=r"gpu\.sample_interval_seconds: 0 \(no sampled fields\) or at least 0\.5"):
+        config_from_reader(Reader({"gpu": {"sample_interval_seconds": 0.1}}))
+    assert config_from_reader(Reader({"gpu": {}})).sample_interval == 5.0
     with pytest.raises(ConfigError, match=r"gpu\.hostnme: unknown key"):
         r = Reader({"gpu": {"hostnme": "x"}})
         config_from_reader(r)

@@ -6,7 +6,10 @@ once; device handles and the static labels are cached. Each NVML call is
 guarded on its own: a field a GPU does not support is omitted for that GPU and
 the scrape goes on. Without a driver or GPU the collector serves
 ``aiplatform_gpu_exporter_up 0`` only and retries the initialisation every
-``retry_seconds``. XID errors come from an NVML event thread.
+``retry_seconds``. XID errors come from an NVML event thread. The fields whose
+NVML source is slow or needs two samples (PCIe throughput, 20 ms a call; GPM
+profiling ratios; the NVLink throughput counters, turned into a rate) are read
+by a sampler thread every ``sample_interval_seconds``, never on the scrape path.
 
 The output is what every released dcgm-exporter (through 4.8) writes: MHz, %,
 MiB, mJ, W, the driver label ``DCGM_FI_DRIVER_VERSION`` and the host label
@@ -23,6 +26,7 @@ from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 
 from aiplatform_exporters import catalog
+from aiplatform_exporters.gpu import xid
 from aiplatform_exporters.server import SelfMetrics, Timer, gauge
 
 log = logging.getLogger(__name__)
@@ -47,10 +51,24 @@ FIELDS = (
     "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
     "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_MEM_COPY_UTIL", "DCGM_FI_DEV_ENC_UTIL", "DCGM_FI_DEV_DEC_UTIL",
     "DCGM_FI_DEV_XID_ERRORS", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_RESERVED",
-    "DCGM_FI_DEV_FB_TOTAL", "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_FB_TOTAL", "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
     "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "DCGM_FI_PROF_DRAM_ACTIVE",
+    "DCGM_FI_PROF_PCIE_TX_BYTES", "DCGM_FI_PROF_PCIE_RX_BYTES",
 )
-SLOW_FIELDS = ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER")
+SLOW_FIELDS = ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+               "DCGM_FI_DEV_VGPU_LICENSE_STATUS")
+# GPM metric ids (nvml.h NVML_GPM_METRIC_*) of dcgm-exporter's three profiling ratios, Hopper and newer
+GPM_FIELDS = (("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "NVML_GPM_METRIC_GRAPHICS_UTIL", 1),
+              ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "NVML_GPM_METRIC_ANY_TENSOR_UTIL", 5),
+              ("DCGM_FI_PROF_DRAM_ACTIVE", "NVML_GPM_METRIC_DRAM_BW_UTIL", 10))
+PCIE_FIELDS = (("DCGM_FI_PROF_PCIE_TX_BYTES", "NVML_PCIE_UTIL_TX_BYTES", 0),
+               ("DCGM_FI_PROF_PCIE_RX_BYTES", "NVML_PCIE_UTIL_RX_BYTES", 1))
+NVLINK_FIELD = "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL"
+# the sampler thread's fields
+SAMPLED_FIELDS = tuple(f for f, _, _ in GPM_FIELDS + PCIE_FIELDS) + (NVLINK_FIELD,)
+_ALL_LINKS = 0xFFFFFFFF  # scopeId of the NVLink throughput fields: the sum over every link
 # Hostname: every released dcgm-exporter; hostname: the rename on NVIDIA's unreleased main
 # (NVIDIA/dcgm-exporter#655); none: no host label.
 HOSTNAME_LABELS = ("Hostname", "hostname", "none")
@@ -60,7 +78,8 @@ _MEMORY_FIELDS = ("DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_
 
 class GpuConfig(object):
     def __init__(self, hostname_label="Hostname", hostname=None, retry_seconds=30.0,
-                 slow_fields_max_age_seconds=10.0, xid_events=True, mig=True, exclude_fields=(), rename=None):
+                 slow_fields_max_age_seconds=10.0, xid_events=True, mig=True, exclude_fields=(), rename=None,
+                 sample_interval_seconds=5.0):
         if hostname_label not in HOSTNAME_LABELS:
             raise ValueError("hostname_label must be one of %s" % ", ".join(HOSTNAME_LABELS))
         unknown = sorted(set(exclude_fields) - set(FIELDS))
@@ -74,6 +93,9 @@ class GpuConfig(object):
         self.hostname = hostname or socket.gethostname()
         self.retry_seconds = float(retry_seconds)
         self.slow_max_age = float(slow_fields_max_age_seconds)
+        if sample_interval_seconds and not 0.5 <= float(sample_interval_seconds) <= 3600:
+            raise ValueError("sample_interval_seconds must be 0 (no sampled fields) or 0.5 to 3600")
+        self.sample_interval = float(sample_interval_seconds or 0)
         self.xid_events = bool(xid_events)
         self.mig = bool(mig)
         self.exclude = frozenset(exclude_fields)
@@ -98,6 +120,12 @@ class _Device(object):
         self.name = name
         self.slow = {}  # field -> (monotonic time, value or None when unsupported)
         self.last_xid = 0
+        # written by the sampler thread only: a whole new dict each round, read by the scrape
+        self.sampled = {}
+        self.sampled_at = None
+        self.unsupported = set()  # sampled fields this GPU answered NotSupported for: not asked again
+        self.gpm = None  # [previous sample, spare sample] once GPM is known to work
+        self.nvlink = None  # (monotonic time, KiB) of the last NVLink throughput reading
 
 
 class NvmlCollector(object):
@@ -115,6 +143,8 @@ class NvmlCollector(object):
         self._event_set = None
         self._xid_thread = None
         self._xid_stop = threading.Event()
+        self._sampler = None
+        self._sampler_stop = threading.Event()
         self._reinit = False
 
     # ------------------------------------------------------------------ NVML plumbing
@@ -174,10 +204,12 @@ class NvmlCollector(object):
         log.info("NVML initialised: driver %s, %d GPU(s)", self.driver_version, len(devices))
         if self.config.xid_events and devices:
             self._start_xid_thread()
+        self._start_sampler()
         return True
 
     def _shutdown_nvml(self):
         self._stop_xid_thread()
+        self._stop_sampler()
         try:
             self.nvml.nvmlShutdown()
         except Exception:  # noqa: BLE001 - already gone
@@ -254,19 +286,144 @@ class NvmlCollector(object):
                 pass
             self._event_set = None
 
+    # ------------------------------------------------------------------ sampler thread
+    def _start_sampler(self):
+        wanted = set(SAMPLED_FIELDS) - self.config.exclude
+        if self.config.sample_interval <= 0 or not wanted:
+            return
+        self._sampler_stop.clear()
+        self._sampler = threading.Thread(target=self._sampler_loop, name="nvml-sampler", daemon=True)
+        self._sampler.start()
+
+    def _stop_sampler(self):
+        self._sampler_stop.set()
+        if self._sampler is not None:
+            self._sampler.join(timeout=5.0)
+            self._sampler = None
+        for dev in self.devices:
+            for sample in dev.gpm or ():
+                try:
+                    self.nvml.nvmlGpmSampleFree(sample)
+                except Exception:  # noqa: BLE001 - NVML already shut down
+                    pass
+            dev.gpm = None
+
+    def _sampler_loop(self):
+        interval = self.config.sample_interval
+        while not self._sampler_stop.is_set():
+            started = time.monotonic()
+            for dev in self.devices:
+                if self._sampler_stop.is_set():
+                    return
+                try:
+                    dev.sampled, dev.sampled_at = self.sample_device(dev), time.monotonic()
+                except Exception:  # noqa: BLE001 - a bug here must not end the thread
+                    self.self_metrics.error("sample")
+                    log.exception("GPU %d: sampling failed", dev.index)
+            self._sampler_stop.wait(max(0.05, interval - (time.monotonic() - started)))
+
+    def sample_device(self, dev):
+        """{field: value} of the sampled fields for one GPU (the sampler thread calls it each interval)."""
+        nvml = self.nvml
+        ex = self.config.exclude | dev.unsupported
+        out = {}
+        for field, const, default in PCIE_FIELDS:
+            if field not in ex:
+                ok, kib, code = self._call_code(nvml.nvmlDeviceGetPcieThroughput, dev.handle,
+                                                self._const(const, default), operation="sample")
+                if ok:
+                    out[field] = kib * 1024  # NVML: KB/s over a 20 ms window; dcgm-exporter: bytes/s
+                elif code in _OMIT:
+                    dev.unsupported.add(field)
+        gpm = [(f, self._const(c, d)) for f, c, d in GPM_FIELDS if f not in ex]
+        if gpm:
+            out.update(self._sample_gpm(dev, gpm))
+        if NVLINK_FIELD not in ex:
+            rate = self._sample_nvlink(dev)
+            if rate is not None:
+                out[NVLINK_FIELD] = rate
+        return out
+
+    def _sample_gpm(self, dev, metrics):
+        """GPM ratios between the previous sample and a new one (nothing on the first round)."""
+        nvml = self.nvml
+        if dev.gpm is None:
+            ok, support, _ = self._call_code(nvml.nvmlGpmQueryDeviceSupport, dev.handle, operation="sample")
+            if not ok or not getattr(support, "isSupportedDevice", 0):
+                dev.unsupported.update(f for f, _ in metrics)  # before Hopper, or an NVML without GPM
+                return {}
+            ok1, first, _ = self._call_code(nvml.nvmlGpmSampleAlloc, operation="sample")
+            ok2, spare, _ = self._call_code(nvml.nvmlGpmSampleAlloc, operation="sample")
+            if not (ok1 and ok2):
+                return {}
+            ok, _, _ = self._call_code(nvml.nvmlGpmSampleGet, dev.handle, first, operation="sample")
+            dev.gpm = [first if ok else None, spare]
+            return {}
+        previous, current = dev.gpm
+        ok, _, _ = self._call_code(nvml.nvmlGpmSampleGet, dev.handle, current, operation="sample")
+        if not ok:
+            return {}
+        dev.gpm = [current, previous]  # the new sample is the next round's first
+        if previous is None:
+            return {}
+        request = nvml.c_nvmlGpmMetricsGet_t()
+        request.version = self._const("NVML_GPM_METRICS_GET_VERSION", 1)
+        request.numMetrics = len(metrics)
+        request.sample1, request.sample2 = previous, current
+        for i, (_, metric_id) in enumerate(metrics):
+            request.metrics[i].metricId = metric_id
+        ok, result, _ = self._call_code(nvml.nvmlGpmMetricsGet, request, operation="sample")
+        if not ok:
+            return {}
+        out = {}
+        for i, (field, _) in enumerate(metrics):
+            m = result.metrics[i]
+            if m.nvmlReturn == 0:
+                out[field] = max(0.0, min(1.0, m.value / 100.0))  # GPM: percent; DCGM: ratio 0..1
+        return out
+
+    def _sample_nvlink(self, dev):
+        """MB/s over every link (data TX + RX), from NVML's cumulative KiB counters between two rounds."""
+        ids = [(self._const("NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX", 138), _ALL_LINKS),
+               (self._const("NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX", 139), _ALL_LINKS)]
+        ok, values, code = self._call_code(self.nvml.nvmlDeviceGetFieldValues, dev.handle, ids, operation="sample")
+        if not ok or any(getattr(v, "nvmlReturn", 0) != 0 for v in values):
+            if code in _OMIT or ok:  # the call or its entries NotSupported: no NVLink on this GPU
+                dev.unsupported.add(NVLINK_FIELD)
+            return None
+        kib = sum(self._value_of(v) for v in values)
+        now = time.monotonic()
+        previous, dev.nvlink = dev.nvlink, (now, kib)
+        if previous is None or kib < previous[1] or now <= previous[0]:
+            return None  # first round, or the counters were reset (driver reload)
+        return (kib - previous[1]) * 1024 / (now - previous[0]) / 1e6
+
     # ------------------------------------------------------------------ reading
     def _call(self, fn, *args, **kwargs):
         """Run one NVML call; returns (ok, value). Unsupported -> (False, None) silently."""
+        ok, value, _ = self._call_code(fn, *args, **kwargs)
+        return ok, value
+
+    def _call_code(self, fn, *args, **kwargs):
+        """(ok, value, NVML error code or None); errors other than NotSupported and the like are counted
+        under ``operation`` (default "device")."""
+        operation = kwargs.pop("operation", "device")
         try:
-            return True, fn(*args, **kwargs)
+            return True, fn(*args, **kwargs), None
         except self._error_class() as exc:
             code = self._code(exc)
             if code in _REINIT:
                 self._reinit = True
             if code not in _OMIT:
-                self.self_metrics.error("device")
+                self.self_metrics.error(operation)
                 log.debug("NVML call %s failed: %s", getattr(fn, "__name__", fn), exc)
-            return False, None
+            return False, None, code
+
+    @staticmethod
+    def _value_of(fv):
+        attr = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}.get(
+            getattr(fv, "valueType", 0), "dVal")
+        return getattr(fv.value, attr)
 
     def _field_value(self, handle, field_id):
         nvml = self.nvml
@@ -276,9 +433,7 @@ class NvmlCollector(object):
         fv = values[0]
         if getattr(fv, "nvmlReturn", 0) != 0:
             return None
-        vt = getattr(fv, "valueType", 0)
-        attr = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}.get(vt, "dVal")
-        return getattr(fv.value, attr)
+        return self._value_of(fv)
 
     def _slow(self, dev, field, fn):
         now = time.monotonic()
@@ -376,7 +531,29 @@ class NvmlCollector(object):
                             out[field] = value
         if "DCGM_FI_DEV_XID_ERRORS" not in ex:
             out["DCGM_FI_DEV_XID_ERRORS"] = dev.last_xid
+        if "DCGM_FI_DEV_VGPU_LICENSE_STATUS" not in ex:
+            v = self._slow(dev, "DCGM_FI_DEV_VGPU_LICENSE_STATUS", self._vgpu_license)
+            if v is not None:
+                out["DCGM_FI_DEV_VGPU_LICENSE_STATUS"] = v
+        sampled, at = dev.sampled, dev.sampled_at
+        # a value the sampler has not refreshed for three intervals is stale (the thread is stuck): absent
+        if at is not None and time.monotonic() - at <= 3 * self.config.sample_interval + 1:
+            out.update((f, v) for f, v in sampled.items() if f not in ex)
         return out
+
+    def _vgpu_license(self, handle):
+        """1 when a vGPU licence is held, 0 when not or when the GPU has no vGPU licensing (bare metal:
+        what dcgm-exporter publishes there); an error other than NotSupported leaves the field absent."""
+        fn = getattr(self.nvml, "nvmlDeviceGetGridLicensableFeatures", None)
+        if fn is None:
+            return 0
+        ok, features, code = self._call_code(fn, handle)
+        if not ok:
+            return 0 if code in _OMIT else None
+        if not getattr(features, "isGridLicenseSupported", 0):
+            return 0
+        count = min(features.licensableFeaturesCount, len(features.gridLicensableFeatures))
+        return 1 if any(features.gridLicensableFeatures[i].featureState for i in range(count)) else 0
 
     def _add_memory(self, out, handle):
         mem = self._memory(handle)
@@ -449,7 +626,12 @@ class NvmlCollector(object):
                 fam = fams.get(field)
                 if fam is None or value is None:
                     continue
-                fam.add_sample(fam.name, labels, self._convert(value))
+                sample_labels = labels
+                if field == "DCGM_FI_DEV_XID_ERRORS":
+                    # dcgm-exporter (4.0+) labels the last Xid with its code and NVIDIA's description
+                    code = int(value)
+                    sample_labels = dict(labels, err_code=str(code), err_msg=xid.message(code))
+                fam.add_sample(fam.name, sample_labels, self._convert(value))
         return [f for f in fams.values() if f.samples]
 
     def collect(self):
@@ -476,7 +658,7 @@ class NvmlCollector(object):
             # no driver, no GPU or NVML not initialised yet: the up series and nothing else
             yield gauge(PREFIX + "_up", 0)
             return
-        for fam in self.self_metrics.families(up, timer.elapsed, operations=("init", "device", "event"),
+        for fam in self.self_metrics.families(up, timer.elapsed, operations=("init", "device", "event", "sample"),
                                               with_bad_rows=False):
             yield fam
         yield gauge(PREFIX + "_gpus", len(self.devices))

@@ -18,6 +18,10 @@ def config_from_reader(reader):
     hostname = g.get("hostname", str, None)
     retry = g.get("retry_seconds", float, 30.0, minimum=1.0, maximum=3600.0)
     slow = g.get("slow_fields_max_age_seconds", float, 10.0, minimum=0.0, maximum=3600.0)
+    sample = g.get("sample_interval_seconds", float, 5.0, minimum=0.0, maximum=3600.0)
+    if 0 < sample < 0.5:
+        raise ConfigError("%s: 0 (no sampled fields) or at least 0.5, got %s" % (g.key("sample_interval_seconds"),
+                                                                                  sample))
     xid = g.get("xid_events", bool, True)
     mig = g.get("mig", bool, True)
     exclude = g.get("exclude_fields", list, [])
@@ -34,7 +38,7 @@ def config_from_reader(reader):
     g.finish()
     return GpuConfig(hostname_label=hostname_label, hostname=hostname, retry_seconds=retry,
                      slow_fields_max_age_seconds=slow, xid_events=xid, mig=mig, exclude_fields=exclude,
-                     rename=rename)
+                     rename=rename, sample_interval_seconds=sample)
 
 
 class GpuExporter(object):
