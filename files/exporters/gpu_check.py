@@ -12,6 +12,11 @@ Starts the exporter on 127.0.0.1 (an ephemeral port), reads nvidia-smi
 memory used/free/total, temperature, power, SM and memory clocks, and the
 UUID, PCI bus id, model name and driver version labels. A value passes when
 it lies within tolerance of the range the two nvidia-smi readings span.
+The sampled fields are checked against what NVML itself says the GPU has (asked
+here directly, not through the exporter): the GPM profiling ratios on a GPU with
+GPM, PCIe throughput and the NVLink rate where NVML answers them, each in range;
+the graphics-engine ratio is compared with nvidia-smi's utilization; the vGPU
+licence status is 0 or 1; and DCGM_FI_DEV_XID_ERRORS carries err_code/err_msg.
 Prints a table, writes gpu_check.json, gpu_check.txt and the raw scrape to
 --out (default $OUT, else ./gpu-check-out), and exits 1 on any mismatch
 (2 when the exporter or nvidia-smi cannot run at all).
@@ -43,6 +48,16 @@ CHECKS = (
     ("DCGM_FI_DEV_POWER_USAGE", "power.draw", 15.0, 0.10),
     ("DCGM_FI_DEV_SM_CLOCK", "clocks.sm", 100.0, 0.05),
     ("DCGM_FI_DEV_MEM_CLOCK", "clocks.mem", 100.0, 0.05),
+)
+# sampled fields: metric, what NVML must answer for the GPU to have it, (low, high)
+SAMPLED_CHECKS = (
+    ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "gpm", (0.0, 1.0)),
+    ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "gpm", (0.0, 1.0)),
+    ("DCGM_FI_PROF_DRAM_ACTIVE", "gpm", (0.0, 1.0)),
+    ("DCGM_FI_PROF_PCIE_TX_BYTES", "pcie", (0.0, 128e9)),
+    ("DCGM_FI_PROF_PCIE_RX_BYTES", "pcie", (0.0, 128e9)),
+    ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "nvlink", (0.0, 4e6)),
+    ("DCGM_FI_DEV_VGPU_LICENSE_STATUS", "always", (0.0, 1.0)),
 )
 LABEL_CHECKS = (("UUID", "uuid"), ("pci_bus_id", "pci.bus_id"), ("modelName", "name"),
                 ("DCGM_FI_DRIVER_VERSION", "driver_version"))
@@ -86,7 +101,9 @@ def parse_scrape(text):
         for s in fam.samples:
             if "gpu" in s.labels and "GPU_I_ID" not in s.labels:
                 entry = per_gpu.setdefault(s.labels["gpu"], {"labels": dict(s.labels), "values": {}})
-                entry["values"][s.name] = s.value
+                # prometheus-client's parser names the sample of counter X_TOTAL "X_TOTAL_total"
+                name = s.name[:-len("_total")] if s.name.endswith("_TOTAL_total") else s.name
+                entry["values"][name] = s.value
     return per_gpu
 
 
@@ -121,6 +138,69 @@ def compare(before, after, scraped):
     return rows
 
 
+def nvml_support(nvml):
+    """{gpu index: {"gpm", "pcie", "nvlink", "always"} that NVML answers}, asked directly with pynvml."""
+    out = {}
+    for i in range(nvml.nvmlDeviceGetCount()):
+        h = nvml.nvmlDeviceGetHandleByIndex(i)
+        has = {"always"}
+        try:
+            if nvml.nvmlGpmQueryDeviceSupport(h).isSupportedDevice:
+                has.add("gpm")
+        except (nvml.NVMLError, AttributeError):
+            pass
+        try:
+            nvml.nvmlDeviceGetPcieThroughput(h, nvml.NVML_PCIE_UTIL_TX_BYTES)
+            has.add("pcie")
+        except nvml.NVMLError:
+            pass
+        try:
+            ids = [(nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 0xFFFFFFFF),
+                   (nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, 0xFFFFFFFF)]
+            if all(v.nvmlReturn == 0 for v in nvml.nvmlDeviceGetFieldValues(h, ids)):
+                has.add("nvlink")
+        except nvml.NVMLError:
+            pass
+        out[str(i)] = has
+    return out
+
+
+def compare_sampled(support, smi, scraped, xid_labels):
+    """Rows as compare() for the sampled fields, the vGPU licence and the Xid labels."""
+    rows = []
+    for index in sorted(support, key=int):
+        values = scraped.get(index, {}).get("values", {})
+        for metric, need, (lo, hi) in SAMPLED_CHECKS:
+            got = values.get(metric)
+            if need not in support[index]:
+                rows.append((index, metric, "absent" if got is None else got, "NVML: not on this GPU", "",
+                             "ok" if got is None else "MISMATCH"))
+                continue
+            ok = got is not None and lo <= got <= hi
+            rows.append((index, metric, "absent" if got is None else got, "NVML answers", "%g..%g" % (lo, hi),
+                         "ok" if ok else "MISMATCH"))
+        gr = values.get("DCGM_FI_PROF_GR_ENGINE_ACTIVE")
+        util = [v for v in (_number(r.get(index, {}).get("utilization.gpu", "")) for r in smi) if v is not None]
+        if gr is not None and util:
+            # both measure the share of time the GPU ran work; they sample different windows
+            ok = min(util) - 35 <= gr * 100 <= max(util) + 35
+            rows.append((index, "GR_ENGINE_ACTIVE x100 vs utilization.gpu", gr * 100,
+                         "%g..%g" % (min(util), max(util)), "+-35", "ok" if ok else "MISMATCH"))
+        labels = xid_labels.get(index)
+        ok = labels is not None and labels.get("err_code", "").isdigit() and bool(labels.get("err_msg"))
+        rows.append((index, "DCGM_FI_DEV_XID_ERRORS err_code/err_msg",
+                     "%s/%s" % (labels.get("err_code"), labels.get("err_msg")) if labels else "absent",
+                     "present", "", "ok" if ok else "MISMATCH"))
+    return rows
+
+
+def xid_labels(text):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {s.labels["gpu"]: s.labels for fam in text_string_to_metric_families(text)
+            for s in fam.samples if s.name == "DCGM_FI_DEV_XID_ERRORS" and "GPU_I_ID" not in s.labels}
+
+
 def format_table(rows):
     header = ("gpu", "check", "exporter", "nvidia-smi", "tolerance", "result")
     cells = [header] + [tuple("%g" % c if isinstance(c, float) else str(c) for c in r) for r in rows]
@@ -142,7 +222,7 @@ def main(argv=None):
     from aiplatform_exporters.gpu.collector import unsuffixed_counter_exposition
     from aiplatform_exporters.server import serve
 
-    collector = NvmlCollector(GpuConfig(xid_events=True))
+    collector = NvmlCollector(GpuConfig(xid_events=True, sample_interval_seconds=1.0))
     registry = CollectorRegistry()
     registry.register(collector)
     # the bytes the exporter serves (TYPE lines included), not prometheus-client's default exposition
@@ -162,7 +242,13 @@ def main(argv=None):
             with urllib.request.urlopen(url, timeout=30) as resp:
                 text = resp.read().decode()
             timings.append(time.monotonic() - t0)
+        time.sleep(3.5)  # the sampler's GPM ratios and NVLink rate need its second round (1 s apart)
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            text = resp.read().decode()
         after = query_smi()
+        import pynvml
+
+        support = nvml_support(pynvml)  # NVML is still initialised by the exporter's collector
     finally:
         httpd.shutdown()
         collector.close()
@@ -171,7 +257,8 @@ def main(argv=None):
     if "aiplatform_gpu_exporter_up 1.0" not in text:
         print("gpu_check: the exporter reports up 0 (see gpu_check_scrape.txt)", file=sys.stderr)
         return 2
-    rows = compare(before, after, parse_scrape(text))
+    scraped = parse_scrape(text)
+    rows = compare(before, after, scraped) + compare_sampled(support, (before, after), scraped, xid_labels(text))
     table = format_table(rows)
     mismatches = [r for r in rows if r[5] == "MISMATCH"]
     summary = ("%d checks, %d mismatches, %d skipped; scrape over HTTP: first %.1f ms, then median %.2f ms; "

@@ -15,9 +15,13 @@ Measures, median and p99 over ``--iterations``:
 * collect_hot: ``NvmlCollector.collect()`` building every family (slow fields cached);
 * scrape_http: a full HTTP scrape of the exporter (exposition included);
 * exporter RSS while serving, and 20 concurrent HTTP scrapes;
-* nvidia_smi: one ``nvidia-smi --query-gpu=<10 fields> --format=csv`` run (fewer iterations).
+* nvidia_smi: one ``nvidia-smi --query-gpu=<10 fields> --format=csv`` run (fewer iterations);
+* raw_sampler_round / sampler_round: the sampler thread's NVML calls for every GPU (PCIe TX and RX
+  throughput, a GPM sample and the metrics between two, the NVLink throughput counters) timed raw,
+  and ``NvmlCollector.sample_device`` over every GPU. These run in the sampler thread, not in a scrape.
 
-Target: collect_hot within 1.5x of raw_nvml_hot, far below nvidia_smi.
+Target: collect_hot within 1.5x of raw_nvml_hot, far below nvidia_smi; sampler_round within 1.5x of
+raw_sampler_round.
 Writes bench_gpu.json to --out (default $OUT, else the current directory).
 """
 
@@ -76,11 +80,49 @@ def raw_calls(nvml, handles, cold):
             except (nvml.NVMLError, TypeError, AttributeError):
                 pass
             if cold:
-                for fn in (nvml.nvmlDeviceGetTotalEnergyConsumption, nvml.nvmlDeviceGetPcieReplayCounter):
+                for fn in (nvml.nvmlDeviceGetTotalEnergyConsumption, nvml.nvmlDeviceGetPcieReplayCounter,
+                           nvml.nvmlDeviceGetGridLicensableFeatures):
                     try:
                         fn(h)
                     except nvml.NVMLError:
                         pass
+    return run
+
+
+def raw_sampler(nvml, handles):
+    """The sampler's NVML calls for one round over every GPU, without the exporter."""
+    gpm = {}
+    for h in handles:
+        try:
+            if nvml.nvmlGpmQueryDeviceSupport(h).isSupportedDevice:
+                gpm[id(h)] = [nvml.nvmlGpmSampleGet(h, nvml.nvmlGpmSampleAlloc()), nvml.nvmlGpmSampleAlloc()]
+        except (nvml.NVMLError, AttributeError):
+            pass
+    links = [(nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, 0xFFFFFFFF),
+             (nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, 0xFFFFFFFF)]
+
+    def run():
+        for h in handles:
+            for counter in (nvml.NVML_PCIE_UTIL_TX_BYTES, nvml.NVML_PCIE_UTIL_RX_BYTES):
+                try:
+                    nvml.nvmlDeviceGetPcieThroughput(h, counter)
+                except nvml.NVMLError:
+                    pass
+            samples = gpm.get(id(h))
+            if samples:
+                nvml.nvmlGpmSampleGet(h, samples[1])
+                request = nvml.c_nvmlGpmMetricsGet_t()
+                request.version, request.numMetrics = nvml.NVML_GPM_METRICS_GET_VERSION, 3
+                request.sample1, request.sample2 = samples
+                for i, metric in enumerate((nvml.NVML_GPM_METRIC_GRAPHICS_UTIL, nvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL,
+                                            nvml.NVML_GPM_METRIC_DRAM_BW_UTIL)):
+                    request.metrics[i].metricId = metric
+                nvml.nvmlGpmMetricsGet(request)
+                samples.reverse()
+            try:
+                nvml.nvmlDeviceGetFieldValues(h, links)
+            except nvml.NVMLError:
+                pass
     return run
 
 
@@ -104,10 +146,21 @@ def main(argv=None):
               "driver": _text(nvml.nvmlSystemGetDriverVersion()), "nvidia_ml_py": getattr(nvml, "__version__", "?")}
     result["raw_nvml_hot"] = stats(timed(raw_calls(nvml, handles, cold=False), args.iterations))
     result["raw_nvml_cold"] = stats(timed(raw_calls(nvml, handles, cold=True), max(20, args.iterations // 5)))
+    rounds = max(10, args.iterations // 10)  # a round takes about 45 ms a GPU (two 20 ms PCIe windows)
+    result["raw_sampler_round"] = stats(timed(raw_sampler(nvml, handles), rounds))
     nvml.nvmlShutdown()
 
-    collector = NvmlCollector(GpuConfig(xid_events=True))
-    list(collector.collect())  # init, handles, first slow reads
+    collector = NvmlCollector(GpuConfig(xid_events=True, sample_interval_seconds=0))
+    assert collector.initialise()
+
+    def sampler_round():
+        for dev in collector.devices:
+            dev.sampled, dev.sampled_at = collector.sample_device(dev), time.monotonic()
+
+    sampler_round()
+    result["sampler_round"] = stats(timed(sampler_round, rounds))
+    result["sampled_fields"] = sorted(collector.devices[0].sampled) if collector.devices else []
+    list(collector.collect())  # first slow reads
     result["collect_hot"] = stats(timed(lambda: list(collector.collect()), args.iterations))
     registry = CollectorRegistry()
     registry.register(collector)
@@ -140,6 +193,7 @@ def main(argv=None):
                                                               stderr=subprocess.DEVNULL, check=False),
                                        max(10, args.iterations // 10)))
     result["collect_over_raw_hot"] = result["collect_hot"]["median_ms"] / result["raw_nvml_hot"]["median_ms"]
+    result["sampler_over_raw"] = result["sampler_round"]["median_ms"] / result["raw_sampler_round"]["median_ms"]
     result["machine"] = {"python": sys.version.split()[0], "platform": platform.platform(), "cores": os.cpu_count()}
     print(json.dumps(result, indent=1))
     os.makedirs(args.out, exist_ok=True)

@@ -47,3 +47,30 @@ def test_gpu_check_compare():
     # a value between the two nvidia-smi readings passes
     hot = mod.parse_smi("\n".join(smi_line(g, i, **{"utilization.gpu": 90}) for i, g in enumerate(gpus)))
     assert all(r[5] == "ok" for r in mod.compare(good, hot, scraped) if r[1] == "DCGM_FI_DEV_GPU_UTIL")
+
+
+def test_gpu_check_sampled_fields():
+    mod = load()
+    nvml = FakeNvml([gpu(0), gpu(1, name="NVIDIA A100-SXM4-80GB", gpm=None, nvlink_tx_kib=None, nvlink_rx_kib=None)])
+    col = NvmlCollector(GpuConfig(hostname="n", xid_events=False, sample_interval_seconds=0), nvml=nvml)
+    assert col.initialise()
+    for _ in range(2):  # two sampler rounds: GPM and NVLink need both
+        for dev in col.devices:
+            dev.sampled, dev.sampled_at = col.sample_device(dev), __import__("time").monotonic()
+    text = generate_latest(registry_with(col)).decode()
+    support = mod.nvml_support(nvml)
+    assert support == {"0": {"always", "gpm", "pcie", "nvlink"}, "1": {"always", "pcie"}}
+    smi = mod.parse_smi("\n".join(smi_line(g, i, **{"utilization.gpu": 50}) for i, g in enumerate(nvml.gpus)))
+    rows = mod.compare_sampled(support, (smi, smi), mod.parse_scrape(text), mod.xid_labels(text))
+    assert all(r[5] == "ok" for r in rows), mod.format_table(rows)
+    assert ("0", "GR_ENGINE_ACTIVE x100 vs utilization.gpu") in [(r[0], r[1]) for r in rows]
+    # a field NVML has but the exporter does not publish, and a ratio far from nvidia-smi's utilization
+    scraped = mod.parse_scrape(text)
+    del scraped["0"]["values"]["DCGM_FI_PROF_PCIE_RX_BYTES"]
+    far = mod.parse_smi("\n".join(smi_line(g, i, **{"utilization.gpu": 95}) for i, g in enumerate(nvml.gpus)))
+    rows = mod.compare_sampled(support, (far, far), scraped, {})
+    failed = [(r[0], r[1]) for r in rows if r[5] == "MISMATCH"]
+    assert failed == [("0", "DCGM_FI_PROF_PCIE_RX_BYTES"), ("0", "GR_ENGINE_ACTIVE x100 vs utilization.gpu"),
+                      ("0", "DCGM_FI_DEV_XID_ERRORS err_code/err_msg"),
+                      ("1", "DCGM_FI_DEV_XID_ERRORS err_code/err_msg")], mod.format_table(rows)
+    col.close()
