@@ -249,12 +249,18 @@ def test_dcgm_counter_list_is_nvidias_default_and_the_catalog(rendered):
     nvidia = _csv_rows(NVIDIA_CSV.read_text())
     assert len(nvidia) == 26, nvidia
     # the catalog holds dcgm-exporter's default list exactly: names, order, types, help texts
-    assert catalog.dcgm_counters() == nvidia
+    assert catalog.dcgm_counters(alert_counters=False) == nvidia
+    # plus the fields the alerts use, after the non-profiling rows
+    extras = [r for r in catalog.dcgm_counters() if r[0] in catalog.DCGM_ALERT_COUNTERS]
+    assert [r[0] for r in extras] == ["DCGM_FI_DEV_POWER_MGMT_LIMIT", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"]
+    plain = [r for r in nvidia if not r[0].startswith("DCGM_FI_PROF_")]
+    profiling = [r for r in nvidia if r[0].startswith("DCGM_FI_PROF_")]
+    assert catalog.dcgm_counters() == plain + extras + profiling
     # and the role renders it: with profiling (gpu-dcgm) the whole list, without it all but DCGM_FI_PROF_*
     with_profiling = _csv_rows((rendered / "gpu-dcgm/etc/dcgm-exporter/aiplatform-counters.csv").read_text())
-    assert with_profiling == nvidia
+    assert with_profiling == plain + extras + profiling
     without = _csv_rows((rendered / "gpu-dcgm-embedded/etc/dcgm-exporter/aiplatform-counters.csv").read_text())
-    assert without == [r for r in nvidia if not r[0].startswith("DCGM_FI_PROF_")]
+    assert without == plain + extras
 
 
 # ---------------------------------------------------------------- detection and preflight (local)

@@ -44,6 +44,7 @@ def gpu(index, name="NVIDIA H100 80GB HBM3", **overrides):
         # before Hopper), NVLink data counters in KiB (None: no NVLink), vGPU licence (None: bare metal)
         pcie_tx_kbs=120000, pcie_rx_kbs=35000, gpm={1: 37.5, 5: 42.0, 10: 63.25},
         nvlink_tx_kib=0, nvlink_rx_kib=0, nvlink_tx_kib_per_second=0, vgpu_licensed=None,
+        power_limit_mw=700000, clocks_event_reasons=0x1,  # GPU idle
     )
     g["mem_free"] = g["mem_total"] - g["mem_reserved"] - g["mem_used"]
     g.update(overrides)
@@ -225,6 +226,14 @@ class FakeNvml(types.ModuleType):
     def nvmlDeviceGetPowerUsage(self, h):
         self._check(h, "nvmlDeviceGetPowerUsage")
         return h.gpu["power_mw"]
+
+    def nvmlDeviceGetPowerManagementLimit(self, h):
+        self._check(h, "nvmlDeviceGetPowerManagementLimit")
+        return h.gpu["power_limit_mw"]
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h):
+        self._check(h, "nvmlDeviceGetCurrentClocksEventReasons")
+        return h.gpu["clocks_event_reasons"]
 
     def nvmlDeviceGetTotalEnergyConsumption(self, h):
         self._check(h, "nvmlDeviceGetTotalEnergyConsumption")

@@ -55,6 +55,8 @@ def test_dcgm_48_names_labels_and_units():
     assert v("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", l0) == 0
     assert v("DCGM_FI_DEV_XID_ERRORS", dict(l0, err_code="0", err_msg="No Error")) == 0
     assert v("DCGM_FI_DEV_VGPU_LICENSE_STATUS", l0) == 0  # bare metal: no vGPU licensing, as dcgm-exporter
+    assert v("DCGM_FI_DEV_POWER_MGMT_LIMIT", l0) == 700.0  # mW -> W
+    assert v("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", l0) == 1  # the bitmask as NVML gives it (1: GPU idle)
     assert v("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", l0) == 0
     assert v("DCGM_FI_DEV_ROW_REMAP_FAILURE", l0) == 0
     text = generate_latest(reg).decode()

@@ -162,6 +162,11 @@ _ENTRIES = [
        "Total number of NVLink bandwidth counters for all lanes.", GPU + ", " + DCGM),
     _M("DCGM_FI_DEV_VGPU_LICENSE_STATUS", "gauge", "status", GPU_LABELS, "vGPU License status",
        GPU + ", " + DCGM),
+    # not dcgm-exporter default counters: fields the collection's GPU alerts use, in both backends' lists
+    _M("DCGM_FI_DEV_POWER_MGMT_LIMIT", "gauge", "W", GPU_LABELS, "Power management limit (in W).",
+       GPU + ", " + DCGM),
+    _M("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "gauge", "bitmask", GPU_LABELS,
+       "Current clock event reasons (bitmask of DCGM_CLOCKS_EVENT_REASON_*).", GPU + ", " + DCGM),
     _M("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "gauge", "ratio", GPU_LABELS,
        "Ratio of time the graphics engine is active.", GPU + ", " + DCGM),
     _M("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "gauge", "ratio", GPU_LABELS,
@@ -317,14 +322,19 @@ DCGM_DEFAULT_COUNTERS = (
 )
 # A label, not a series: dcgm-exporter adds it to every series (so does the NVML exporter).
 DCGM_LABEL_FIELDS = {"DCGM_FI_DRIVER_VERSION": "Driver Version"}
+# Beyond dcgm-exporter's defaults: the fields the collection's alerts query (GPUPowerAtLimit,
+# GPUClocksSlowedDown), listed after the defaults' non-profiling rows.
+DCGM_ALERT_COUNTERS = ("DCGM_FI_DEV_POWER_MGMT_LIMIT", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS")
 
 
-def dcgm_counters(profiling=True):
-    """[(field, type, help)] as dcgm-exporter's counters CSV lists them (profiling fields last)."""
+def dcgm_counters(profiling=True, alert_counters=True):
+    """[(field, type, help)] for dcgm-exporter's counters CSV: its default list, with the alert counters
+    after the non-profiling rows (profiling fields last)."""
     out = []
-    for name in DCGM_DEFAULT_COUNTERS:
-        if name.startswith("DCGM_FI_PROF_") and not profiling:
-            continue
+    names = [n for n in DCGM_DEFAULT_COUNTERS if not n.startswith("DCGM_FI_PROF_")]
+    names += list(DCGM_ALERT_COUNTERS) if alert_counters else []
+    names += [n for n in DCGM_DEFAULT_COUNTERS if n.startswith("DCGM_FI_PROF_")] if profiling else []
+    for name in names:
         if name in DCGM_LABEL_FIELDS:
             out.append((name, "label", DCGM_LABEL_FIELDS[name]))
         else:

@@ -53,12 +53,12 @@ FIELDS = (
     "DCGM_FI_DEV_XID_ERRORS", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_RESERVED",
     "DCGM_FI_DEV_FB_TOTAL", "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
     "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+    "DCGM_FI_DEV_ROW_REMAP_FAILURE", "DCGM_FI_DEV_POWER_MGMT_LIMIT", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
     "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "DCGM_FI_PROF_DRAM_ACTIVE",
     "DCGM_FI_PROF_PCIE_TX_BYTES", "DCGM_FI_PROF_PCIE_RX_BYTES",
 )
 SLOW_FIELDS = ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-               "DCGM_FI_DEV_VGPU_LICENSE_STATUS")
+               "DCGM_FI_DEV_VGPU_LICENSE_STATUS", "DCGM_FI_DEV_POWER_MGMT_LIMIT")
 # GPM metric ids (nvml.h NVML_GPM_METRIC_*) of dcgm-exporter's three profiling ratios, Hopper and newer
 GPM_FIELDS = (("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "NVML_GPM_METRIC_GRAPHICS_UTIL", 1),
               ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "NVML_GPM_METRIC_ANY_TENSOR_UTIL", 5),
@@ -531,6 +531,17 @@ class NvmlCollector(object):
                             out[field] = value
         if "DCGM_FI_DEV_XID_ERRORS" not in ex:
             out["DCGM_FI_DEV_XID_ERRORS"] = dev.last_xid
+        if "DCGM_FI_DEV_POWER_MGMT_LIMIT" not in ex:
+            v = self._slow(dev, "DCGM_FI_DEV_POWER_MGMT_LIMIT", nvml.nvmlDeviceGetPowerManagementLimit)
+            if v is not None:
+                out["DCGM_FI_DEV_POWER_MGMT_LIMIT"] = v / 1000.0  # mW -> W
+        if "DCGM_FI_DEV_CLOCKS_EVENT_REASONS" not in ex:
+            # "clocks event reasons" since NVML 12.535, "throttle reasons" before; the same bitmask
+            fn = (getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+                  or nvml.nvmlDeviceGetCurrentClocksThrottleReasons)
+            ok, v = self._call(fn, h)
+            if ok:
+                out["DCGM_FI_DEV_CLOCKS_EVENT_REASONS"] = v
         if "DCGM_FI_DEV_VGPU_LICENSE_STATUS" not in ex:
             v = self._slow(dev, "DCGM_FI_DEV_VGPU_LICENSE_STATUS", self._vgpu_license)
             if v is not None:
