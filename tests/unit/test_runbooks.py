@@ -19,6 +19,8 @@ RUNBOOKS = REPO / "docs" / "runbooks.md"
 ALL_LEVELS = {"aiplatform_thresholds": {
     "gpu_temperature_celsius": {"alert": {"warning": 80, "critical": 85}},
     "gpu_memory_temperature_celsius": {"alert": {"warning": 85, "critical": 90}},
+    "gpu_power_limit_ratio": {"alert": {"warning": 0.98, "critical": 1.0}},
+    "gpu_pcie_replays_per_minute": {"alert": {"warning": 8, "critical": 60}},
     "cache_hit_ratio": {"alert": {"warning": 0.7, "critical": 0.5}},
     "drift_kl_divergence": {"alert": {"warning": 0.1, "critical": 0.2}},
     "drift_psi": {"alert": {"warning": 0.2, "critical": 0.3}},

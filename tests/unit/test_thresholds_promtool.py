@@ -121,7 +121,7 @@ def test_every_alert_has_the_documented_labels_and_annotations(default_rules):
         "PlatformHighErrorRate", "PlatformHighLatencyP99", "LowCacheHitRate", "GPUHighTemperature",
         "ModelDriftKL", "ModelDriftPSI", "MCPHighErrorRate", "MCPHighLatencyP99", "TargetDown",
         "GPUHighMemoryTemperature", "GPUXidCritical", "GPUXidError", "GPURowRemapFailure", "GPUUncorrectableRemappedRows", "GPUMissing",
-        "GPUExporterNotReading",
+        "GPUExporterNotReading", "GPUPowerAtLimit", "GPUPCIeReplays", "GPUClocksSlowedDown",
     }
     severities = {(r["alert"], r["labels"]["severity"]) for r in rules}
     assert ("PlatformHighErrorRate", "critical") in severities and ("PlatformHighErrorRate", "warning") in severities
@@ -129,9 +129,11 @@ def test_every_alert_has_the_documented_labels_and_annotations(default_rules):
     # an Xid is an event: those alerts fire at once (their expression looks 15 minutes back)
     events = {"GPUXidCritical", "GPUXidError"}
     # alerts whose value is only a flag (0/1) do not print it
-    flags = {"TargetDown", "GPURowRemapFailure", "GPUExporterNotReading"}
+    flags = {"TargetDown", "GPURowRemapFailure", "GPUExporterNotReading", "GPUClocksSlowedDown"}
+    # held states: power at the limit for an hour, clocks cut for 10 minutes (shorter ones are normal)
+    held = {"GPUPowerAtLimit": "1h", "GPUClocksSlowedDown": "10m"}
     for rule in rules:
-        assert rule["for"] == ("0m" if rule["alert"] in events else "5m"), rule
+        assert rule["for"] == ("0m" if rule["alert"] in events else held.get(rule["alert"], "5m")), rule
         assert set(rule["labels"]) == {"severity"}, rule
         assert set(rule["annotations"]) == {"summary", "description", "runbook", "runbook_url"}, rule
         assert "$value" in rule["annotations"]["description"] or rule["alert"] in flags, rule
