@@ -2,6 +2,7 @@
 against a throwaway cluster, then checked by logging in over TCP as each role."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -178,6 +179,57 @@ def test_grafana_reader_reads_its_tables_only(cluster, converged):
             cur.execute("INSERT INTO lora_versions (version_id, base_model) VALUES ('x', 'm')")
         with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="permission denied"):
             cur.execute("CREATE TABLE platform.mine (i int)")
+    conn.close()
+
+
+def _dashboard_sql():
+    """[(dashboard, where, SQL)] of every PostgreSQL query of the rendered dashboards (panels and
+    annotations), with the Grafana macros they use expanded as Grafana's PostgreSQL datasource does."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "unit"))
+    from test_dashboards import render  # the grafana role's render, as it delivers the dashboards
+
+    tmp = tempfile.mkdtemp(prefix="aiplatform-dash-sql-")
+    try:
+        dashboards = render(__import__("pathlib").Path(tmp), {})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def walk(obj, where):
+        if isinstance(obj, dict):
+            if "rawSql" in obj:
+                yield where, obj["rawSql"]
+            for k, v in obj.items():
+                yield from walk(v, obj.get("title") or obj.get("name") or where)
+        elif isinstance(obj, list):
+            for v in obj:
+                yield from walk(v, where)
+
+    out = []
+    for uid, d in dashboards.items():
+        for where, sql in walk(d, uid):
+            sql = re.sub(r"\$__timeFilter\((\w+)\)",
+                         r"\1 BETWEEN '2026-12-01T00:00:00Z' AND '2026-12-02T00:00:00Z'", sql)
+            sql = sql.replace("${model:regex}", "(?:base-model-a|base-model-b)")
+            assert not re.search(r"\$(__|\{)", sql), (uid, where, sql)  # a macro this test does not expand yet
+            out.append((uid, where, sql))
+    return out
+
+
+def test_every_dashboard_sql_query_runs_as_the_grafana_reader(cluster, converged):
+    queries = _dashboard_sql()
+    assert len(queries) == 5, queries  # 1 table panel, 2 annotation queries on two dashboards
+    conn = login(cluster, "grafana_reader", PASSWORDS["postgresql_grafana_reader_password"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for uid, where, sql in queries:
+            try:
+                cur.execute("EXPLAIN " + sql)
+                cur.execute(sql)
+            except psycopg2.Error as err:
+                raise AssertionError("%s / %s: %s\n%s" % (uid, where, err, sql)) from err
+        # the check can fail: a column the schema does not have
+        with pytest.raises(psycopg2.errors.UndefinedColumn):
+            cur.execute("EXPLAIN " + next(q for _, _, q in queries if "started_at" in q).replace("started_at", "start_time"))
     conn.close()
 
 
