@@ -30,6 +30,16 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
     ("topk(5, sum by (server) (rate(mcp_requests_total[5m]))) @ end()", {"mcp_requests_total"}),
     ("job:http_request_duration_seconds:p99 > 1.5", {"job:http_request_duration_seconds:p99"}),
     ("count(count by (gpu) (DCGM_FI_DEV_GPU_TEMP)) - 0x1f + inf", {"DCGM_FI_DEV_GPU_TEMP"}),
+    # vLLM's names carry a colon, like recording rules
+    ("rate(vllm:prompt_tokens_total[5m])", {"vllm:prompt_tokens_total"}),
+    ('histogram_quantile(0.95, sum by (model_name, le) (rate(vllm:time_to_first_token_seconds_bucket'
+     '{model_name=~"$model"}[$__rate_interval])))', {"vllm:time_to_first_token_seconds_bucket"}),
+    ("sum(rate(vllm:prefix_cache_hits_total[5m])) / sum(rate(vllm:prefix_cache_queries_total[5m]))",
+     {"vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"}),
+    ('vllm:kv_cache_usage_perc or vllm:gpu_cache_usage_perc unless on (model_name) vllm:kv_cache_usage_perc',
+     {"vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"}),
+    ('sum by (gen_ai_request_model) (rate(gen_ai_client_token_usage_sum{gen_ai_token_type="output"}[5m]))',
+     {"gen_ai_client_token_usage_sum"}),
 ])
 def test_metric_names_in_promql(expr, names):
     assert metric_names_in_promql(expr) == names
@@ -45,6 +55,29 @@ def test_is_known():
     assert is_known("job:x:p99", extra={"job:x:p99"})
 
 
+def test_is_known_vllm_and_otel_genai():
+    assert is_known("vllm:time_to_first_token_seconds_bucket") and is_known("vllm:prompt_tokens_total")
+    assert is_known("gen_ai_client_token_usage_sum") and is_known("gen_ai_server_time_to_first_token_seconds_count")
+    assert is_known("vllm:request_success_total") and is_known("vllm:prompt_tokens_created")
+    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                 "vllm:gpu_cache_usage_perc", "vllm:generation_tokens_total", "vllm:prefix_cache_queries_total",
+                 "vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_queries_total",
+                 "vllm:gpu_prefix_cache_hits_total", "vllm:num_preemptions_total",
+                 "vllm:inter_token_latency_seconds_bucket", "vllm:time_per_output_token_seconds_sum",
+                 "vllm:e2e_request_latency_seconds_count", "gen_ai_server_request_duration_seconds_bucket",
+                 "gen_ai_server_time_per_output_token_seconds_bucket"):
+        assert is_known(name), name
+    assert not is_known("vllm:prompt_tokens")  # the counter is exposed with _total
+    assert not is_known("vllm:kv_cache_usage_perc_bucket")  # a gauge
+    assert not is_known("gen_ai.client.token.usage")  # the exporter's name, not the instrument's
+    assert catalog.spec("vllm:request_success_total").labels == ("model_name", "engine", "finished_reason")
+    assert set(catalog.spec("gen_ai_client_token_usage").labels) >= {"gen_ai_request_model", "gen_ai_token_type"}
+    for source in (catalog.VLLM, catalog.OTEL_GENAI):
+        assert source in catalog.EXTERNAL_SOURCES and source in catalog._SOURCE_TITLES
+        assert any(e.source == source for e in catalog.CATALOG.values())
+    assert catalog.family_name("vllm:prompt_tokens_total") == "vllm:prompt_tokens"
+
+
 def test_catalog_entries_are_well_formed():
     for e in catalog.CATALOG.values():
         assert e.type in ("gauge", "counter", "histogram", "summary"), e.name
@@ -56,7 +89,9 @@ def test_catalog_entries_are_well_formed():
                  "fisher_matrix_size_bytes", "replay_buffer_size", "replay_buffer_capacity", "model_accuracy",
                  "drift_kl_divergence", "drift_psi", "drift_current_accuracy", "drift_detected_total",
                  "drift_window_samples", "http_request_duration_seconds", "http_requests_total",
-                 "inference_tokens_total", "cache_hits_total", "cache_misses_total", "mcp_requests_total",
+                 "inference_tokens_total", "inference_time_to_first_token_seconds",
+                 "inference_inter_token_latency_seconds", "inference_kv_cache_usage_ratio", "cache_hits_total",
+                 "cache_misses_total", "mcp_requests_total",
                  "mcp_operation_duration_seconds", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED",
                  "DCGM_FI_DEV_GPU_TEMP", "aiplatform_drift_exporter_up", "aiplatform_learning_exporter_up",
                  "aiplatform_gpu_exporter_up"):

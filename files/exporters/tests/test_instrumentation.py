@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from aiplatform_exporters import catalog
-from aiplatform_exporters.instrumentation import (LATENCY_BUCKETS, ASGIMiddleware, PlatformMetrics,
-                                                  WSGIMiddleware, mcp_call, mcp_operation)
+from aiplatform_exporters.instrumentation import (INTER_TOKEN_BUCKETS, LATENCY_BUCKETS, ASGIMiddleware,
+                                                  PlatformMetrics, WSGIMiddleware, mcp_call, mcp_operation)
 
 
 @pytest.fixture
@@ -30,9 +30,25 @@ def test_buckets_resolve_the_thresholds():
         assert LATENCY_BUCKETS[i - 1] >= 0.75 * threshold and LATENCY_BUCKETS[i + 1] <= 1.25 * threshold + 0.25
 
 
+def test_token_latency_buckets_resolve_the_thresholds():
+    # time to first token: the dashboards' 0.5 s and 2 s, on the request latency buckets
+    for threshold in (0.5, 2.0):
+        i = LATENCY_BUCKETS.index(threshold)
+        assert LATENCY_BUCKETS[i - 1] >= 0.75 * threshold and LATENCY_BUCKETS[i + 1] <= 1.25 * threshold + 0.25
+    # inter-token latency: dense from 5 ms to 200 ms, around 0.05 s and 0.1 s within 25 %
+    assert list(INTER_TOKEN_BUCKETS) == sorted(set(INTER_TOKEN_BUCKETS))
+    for threshold in (0.05, 0.1):
+        i = INTER_TOKEN_BUCKETS.index(threshold)
+        lower, upper = INTER_TOKEN_BUCKETS[i - 1], INTER_TOKEN_BUCKETS[i + 1]
+        assert round(lower / threshold, 9) >= 0.75 and round(upper / threshold, 9) <= 1.25
+    dense = [b for b in INTER_TOKEN_BUCKETS if 0.005 <= b <= 0.2]
+    assert len(dense) >= 12 and all(hi / lo <= 2.0 for lo, hi in zip(dense, dense[1:]))
+
+
 def test_every_family_is_in_the_catalog(metrics):
     metrics.observe_http("GET", "/x", 200, 0.1)
-    metrics.inference("m", 1, 1, 0.2)
+    metrics.inference("m", 1, 1, 0.2, time_to_first_token_seconds=0.05, inter_token_latencies=[0.02])
+    metrics.set_kv_cache_usage("m", 0.5)
     metrics.set_queue_depth("m", 3)
     metrics.observe_batch("m", 8)
     metrics.cache_hit()
@@ -45,6 +61,15 @@ def test_every_family_is_in_the_catalog(metrics):
         for s in fam.samples:
             assert catalog.is_known(s.name), s.name
             assert set(s.labels) - {"le"} == set(entry.labels), (s.name, s.labels)
+
+
+def test_every_instrumentation_entry_is_registered(metrics):
+    names = set()
+    for fam in metrics.registry.collect():
+        names.add(fam.name + "_total" if fam.type == "counter" else fam.name)
+    expected = set(e.name for e in catalog.CATALOG.values()
+                   if catalog.INSTRUMENTATION in [s.strip() for s in e.source.split(",")])
+    assert expected == names
 
 
 def _asgi_app(status=200, delay=0.0, raise_exc=False):
@@ -151,3 +176,42 @@ def test_inference_cache_queue_batch(metrics):
     assert g(metrics, "inference_queue_depth", {"model": "llm"}) == 7
     assert g(metrics, "inference_batch_size_bucket", {"model": "llm", "le": "16.0"}) == 1
     assert g(metrics, "inference_batch_size_bucket", {"model": "llm", "le": "8.0"}) == 0
+
+
+def test_time_to_first_token_and_inter_token_latency(metrics):
+    metrics.inference("llm", prompt_tokens=500, completion_tokens=4, duration_seconds=0.9,
+                      time_to_first_token_seconds=0.45, inter_token_latencies=[0.02, 0.03, 0.07])
+    metrics.inference("llm", completion_tokens=3, time_to_first_token_seconds=2.2,
+                      inter_token_latencies=(gap for gap in (0.12, 0.04)))  # any iterable
+    metrics.inference("llm", status="error", duration_seconds=0.1)  # no token: neither histogram
+    ttft = {"model": "llm"}
+    assert g(metrics, "inference_time_to_first_token_seconds_count", ttft) == 2
+    assert g(metrics, "inference_time_to_first_token_seconds_sum", ttft) == pytest.approx(2.65)
+    assert g(metrics, "inference_time_to_first_token_seconds_bucket", dict(ttft, le="0.5")) == 1
+    assert g(metrics, "inference_time_to_first_token_seconds_bucket", dict(ttft, le="2.0")) == 1
+    assert g(metrics, "inference_time_to_first_token_seconds_bucket", dict(ttft, le="2.5")) == 2
+    assert g(metrics, "inference_inter_token_latency_seconds_count", ttft) == 5  # every gap observed
+    assert g(metrics, "inference_inter_token_latency_seconds_sum", ttft) == pytest.approx(0.28)
+    assert g(metrics, "inference_inter_token_latency_seconds_bucket", dict(ttft, le="0.05")) == 3
+    assert g(metrics, "inference_inter_token_latency_seconds_bucket", dict(ttft, le="0.1")) == 4
+    assert g(metrics, "inference_inter_token_latency_seconds_bucket", dict(ttft, le="+Inf")) == 5
+    # the buckets are the families' own: the inter-token one resolves milliseconds
+    les = set(s.labels["le"] for fam in metrics.registry.collect() for s in fam.samples
+              if s.name == "inference_inter_token_latency_seconds_bucket")
+    assert les == set([str(float(b)) for b in INTER_TOKEN_BUCKETS] + ["+Inf"])
+    metrics.inference("other", completion_tokens=1, duration_seconds=0.2)
+    assert g(metrics, "inference_time_to_first_token_seconds_count", {"model": "other"}) is None
+    assert g(metrics, "inference_inter_token_latency_seconds_count", {"model": "other"}) is None
+
+
+def test_kv_cache_usage(metrics):
+    metrics.set_kv_cache_usage("llm", 0.42)
+    metrics.set_kv_cache_usage("small", 1)
+    metrics.set_kv_cache_usage("idle", 0.0)
+    assert g(metrics, "inference_kv_cache_usage_ratio", {"model": "llm"}) == 0.42
+    assert g(metrics, "inference_kv_cache_usage_ratio", {"model": "small"}) == 1.0
+    assert g(metrics, "inference_kv_cache_usage_ratio", {"model": "idle"}) == 0.0
+    for bad in (1.01, -0.1, float("nan"), 42, "0.5", None, True):
+        with pytest.raises(ValueError, match="ratio"):
+            metrics.set_kv_cache_usage("llm", bad)
+    assert g(metrics, "inference_kv_cache_usage_ratio", {"model": "llm"}) == 0.42

@@ -10,9 +10,10 @@ is generated from it::
 and the collection's tests check every alert rule and dashboard query against
 it with :func:`metric_names_in_promql` and :func:`is_known`.
 
-Sources that are not this package (node_exporter, dcgm-exporter, Prometheus'
-own synthetic series, prometheus-client's process collector) are listed as
-documented external sets so queries on them are accepted too.
+Sources that are not this package (node_exporter, dcgm-exporter, vLLM, the
+OpenTelemetry GenAI conventions, Prometheus' own synthetic series,
+prometheus-client's process collector) are listed as documented external sets
+so queries on them are accepted too.
 """
 
 import argparse
@@ -29,12 +30,17 @@ LEARNING_ENGINE = "learning-engine"  # in-process, aiplatform_exporters.learning
 GPU = "gpu-exporter"  # this package's NVML exporter
 DCGM = "dcgm-exporter"  # external, same names as GPU
 INSTRUMENTATION = "instrumentation"  # aiplatform_exporters.instrumentation, in the platform's services
+VLLM = "vllm"  # external: the vLLM inference server's own /metrics
+OTEL_GENAI = "otel-genai"  # external: OpenTelemetry GenAI semantic conventions, Prometheus exporter names
 NODE = "node_exporter"  # external
 PROMETHEUS = "prometheus"  # external: synthetic series and Prometheus/Alertmanager self-metrics
 CLIENT = "prometheus-client"  # process_* / python_* of every Python exporter
 POSTGRES = "postgres_exporter"  # external, optional
 
-EXTERNAL_SOURCES = frozenset([DCGM, NODE, PROMETHEUS, CLIENT, POSTGRES])
+EXTERNAL_SOURCES = frozenset([DCGM, VLLM, OTEL_GENAI, NODE, PROMETHEUS, CLIENT, POSTGRES])
+
+VLLM_LABELS = ("model_name", "engine")
+GENAI_LABELS = ("gen_ai_request_model", "gen_ai_operation_name")
 
 GPU_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "GPU_I_PROFILE", "GPU_I_ID",
               "Hostname", "DCGM_FI_DRIVER_VERSION")
@@ -203,6 +209,12 @@ _ENTRIES = [
        "Inference requests waiting in the queue.", INSTRUMENTATION),
     _M("inference_batch_size", "histogram", "requests", ("model",),
        "Number of requests in each batch sent to the model.", INSTRUMENTATION),
+    _M("inference_time_to_first_token_seconds", "histogram", "seconds", ("model",),
+       "Time from receiving an inference request to its first generated token.", INSTRUMENTATION),
+    _M("inference_inter_token_latency_seconds", "histogram", "seconds", ("model",),
+       "Time between two consecutive generated tokens of one request.", INSTRUMENTATION),
+    _M("inference_kv_cache_usage_ratio", "gauge", "ratio", ("model",),
+       "Share of the model server's KV-cache in use, 0 to 1.", INSTRUMENTATION),
     _M("cache_hits_total", "counter", "lookups", ("cache",), "Cache lookups that found an entry.",
        INSTRUMENTATION),
     _M("cache_misses_total", "counter", "lookups", ("cache",), "Cache lookups that found no entry.",
@@ -211,6 +223,65 @@ _ENTRIES = [
        "MCP calls by server, operation and outcome (success, error).", INSTRUMENTATION),
     _M("mcp_operation_duration_seconds", "histogram", "seconds", ("server", "operation"),
        "Time an MCP call took.", INSTRUMENTATION),
+    # ------------------------------------------------------------------ vLLM (external set, V1 engine names)
+    # Counters are declared without _total in vLLM and exposed with it. model_name is the served model
+    # name, engine the index of the engine core ("0" unless data parallel).
+    _M("vllm:num_requests_running", "gauge", "requests", VLLM_LABELS,
+       "Number of requests in model execution batches.", VLLM),
+    _M("vllm:num_requests_waiting", "gauge", "requests", VLLM_LABELS,
+       "Number of requests waiting to be processed.", VLLM),
+    _M("vllm:kv_cache_usage_perc", "gauge", "ratio", VLLM_LABELS,
+       "KV-cache usage. 1 means 100 percent usage (a ratio 0 to 1 despite the name; since 0.9, "
+       "replacing vllm:gpu_cache_usage_perc).", VLLM),
+    _M("vllm:gpu_cache_usage_perc", "gauge", "ratio", VLLM_LABELS,
+       "GPU KV-cache usage. 1 means 100 percent usage. Older name of vllm:kv_cache_usage_perc, "
+       "deprecated in 0.9.", VLLM),
+    _M("vllm:prompt_tokens_total", "counter", "tokens", VLLM_LABELS,
+       "Number of prefill tokens processed.", VLLM),
+    _M("vllm:generation_tokens_total", "counter", "tokens", VLLM_LABELS,
+       "Number of generation tokens processed.", VLLM),
+    _M("vllm:request_success_total", "counter", "requests", VLLM_LABELS + ("finished_reason",),
+       "Count of successfully processed requests, by finished_reason (stop, length, abort).", VLLM),
+    _M("vllm:prefix_cache_queries_total", "counter", "tokens", VLLM_LABELS,
+       "Prefix cache queries, in terms of number of queried tokens (since 0.9, replacing "
+       "vllm:gpu_prefix_cache_queries_total).", VLLM),
+    _M("vllm:prefix_cache_hits_total", "counter", "tokens", VLLM_LABELS,
+       "Prefix cache hits, in terms of number of cached tokens (since 0.9, replacing "
+       "vllm:gpu_prefix_cache_hits_total).", VLLM),
+    _M("vllm:gpu_prefix_cache_queries_total", "counter", "tokens", VLLM_LABELS,
+       "GPU prefix cache queries, in terms of number of queried tokens. Older name of "
+       "vllm:prefix_cache_queries_total, deprecated in 0.9.", VLLM),
+    _M("vllm:gpu_prefix_cache_hits_total", "counter", "tokens", VLLM_LABELS,
+       "GPU prefix cache hits, in terms of number of cached tokens. Older name of "
+       "vllm:prefix_cache_hits_total, deprecated in 0.9.", VLLM),
+    _M("vllm:time_to_first_token_seconds", "histogram", "seconds", VLLM_LABELS,
+       "Histogram of time to first token in seconds.", VLLM),
+    _M("vllm:inter_token_latency_seconds", "histogram", "seconds", VLLM_LABELS,
+       "Histogram of inter-token latency in seconds (newer name of vllm:time_per_output_token_seconds, "
+       "since 0.11).", VLLM),
+    _M("vllm:time_per_output_token_seconds", "histogram", "seconds", VLLM_LABELS,
+       "Histogram of time per output token in seconds: the time between two generated tokens. Older name "
+       "of vllm:inter_token_latency_seconds, deprecated in 0.11.", VLLM),
+    _M("vllm:e2e_request_latency_seconds", "histogram", "seconds", VLLM_LABELS,
+       "Histogram of e2e request latency in seconds.", VLLM),
+    _M("vllm:num_preemptions_total", "counter", "preemptions", VLLM_LABELS,
+       "Cumulative number of preemption from the engine.", VLLM),
+    # ------------------------------------------------------------------ OpenTelemetry GenAI (external set)
+    # The semantic conventions' instruments as the OpenTelemetry Prometheus exporter names them: dots
+    # become underscores, the unit s adds _seconds, the annotation unit {token} adds nothing.
+    _M("gen_ai_client_token_usage", "histogram", "tokens",
+       ("gen_ai_request_model", "gen_ai_token_type", "gen_ai_operation_name", "gen_ai_system"),
+       "gen_ai.client.token.usage: number of input and output tokens used per request "
+       "(gen_ai_token_type=input or output).", OTEL_GENAI),
+    _M("gen_ai_server_request_duration_seconds", "histogram", "seconds", GENAI_LABELS + ("error_type",),
+       "gen_ai.server.request.duration: generative AI server request duration, such as time-to-last-byte "
+       "or last output token (error_type set when the request failed).", OTEL_GENAI),
+    _M("gen_ai_server_time_to_first_token_seconds", "histogram", "seconds", GENAI_LABELS,
+       "gen_ai.server.time_to_first_token: time to generate the first token for successful responses.",
+       OTEL_GENAI),
+    _M("gen_ai_server_time_per_output_token_seconds", "histogram", "seconds", GENAI_LABELS,
+       "gen_ai.server.time_per_output_token: time per output token generated after the first token for "
+       "successful responses.", OTEL_GENAI),
     # ------------------------------------------------------------------ node_exporter (external set)
     _M("node_cpu_seconds_total", "counter", "seconds", ("cpu", "mode"), "Seconds the CPUs spent in each mode.",
        NODE),
@@ -468,6 +539,8 @@ _SOURCE_TITLES = OrderedDict([
     (GPU, "NVML GPU exporter (`aiplatform-gpu-exporter`), dcgm-exporter <= 4.8 names"),
     (DCGM, "dcgm-exporter (external): fields this exporter does not produce"),
     (INSTRUMENTATION, "Platform services (`aiplatform_exporters.instrumentation`)"),
+    (VLLM, "vLLM inference server (external): `vllm:*` names, 0.6 to 0.11+"),
+    (OTEL_GENAI, "OpenTelemetry GenAI semantic conventions, through the Prometheus exporter (external)"),
     (NODE, "node_exporter (external, documented set)"),
     (PROMETHEUS, "Prometheus and Alertmanager (external)"),
     (CLIENT, "prometheus-client process collector (every Python exporter)"),

@@ -13,7 +13,10 @@ dashboards and alerts query (names, labels and buckets from the catalog)::
     async def query(...): ...
 
     m = PlatformMetrics.default()                    # created once, on prometheus_client.REGISTRY
-    m.inference(model="llm-main", prompt_tokens=812, completion_tokens=240, duration_seconds=1.3)
+    m.inference(model="llm-main", prompt_tokens=812, completion_tokens=240, duration_seconds=1.3,
+                time_to_first_token_seconds=0.42,      # inference_time_to_first_token_seconds
+                inter_token_latencies=[0.031, 0.028])  # inference_inter_token_latency_seconds, one per gap
+    m.set_kv_cache_usage("llm-main", 0.63)           # inference_kv_cache_usage_ratio, 0 to 1
     m.cache_hit("kv")
 
 Serve them with prometheus_client's ``make_asgi_app()`` / ``make_wsgi_app()`` or
@@ -21,12 +24,15 @@ Serve them with prometheus_client's ``make_asgi_app()`` / ``make_wsgi_app()`` or
 ``ASGIMiddleware(app, metrics=...)`` to use a registry of your own (tests).
 
 Latency buckets are dense around the thresholds the dashboards and alerts use
-(0.5 s, 1 s, 1.5 s, 3 s) so P50/P95/P99 are resolvable there.
+(0.5 s, 1 s, 1.5 s, 3 s; 0.5 s and 2 s for the time to first token) so
+P50/P95/P99 are resolvable there; the inter-token latency has buckets of its
+own, dense between 5 ms and 200 ms (thresholds 0.05 s and 0.1 s).
 """
 
 import asyncio
 import contextlib
 import functools
+import numbers
 import threading
 import time
 
@@ -36,6 +42,8 @@ from aiplatform_exporters import catalog
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 1.75,
                    2.0, 2.5, 3.0, 3.5, 5.0, 7.5, 10.0, 30.0)
+INTER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.075, 0.1, 0.125,
+                       0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 SUCCESS, ERROR = "success", "error"
 
@@ -61,6 +69,11 @@ class PlatformMetrics(object):
         self.inference_tokens = _make(Counter, "inference_tokens_total", registry)
         self.inference_queue_depth = _make(Gauge, "inference_queue_depth", registry)
         self.inference_batch_size = _make(Histogram, "inference_batch_size", registry, buckets=BATCH_BUCKETS)
+        self.inference_ttft = _make(Histogram, "inference_time_to_first_token_seconds", registry,
+                                    buckets=LATENCY_BUCKETS)
+        self.inference_inter_token = _make(Histogram, "inference_inter_token_latency_seconds", registry,
+                                           buckets=INTER_TOKEN_BUCKETS)
+        self.inference_kv_cache_usage = _make(Gauge, "inference_kv_cache_usage_ratio", registry)
         self.cache_hits = _make(Counter, "cache_hits_total", registry)
         self.cache_misses = _make(Counter, "cache_misses_total", registry)
         self.mcp_requests = _make(Counter, "mcp_requests_total", registry)
@@ -80,7 +93,14 @@ class PlatformMetrics(object):
         self.http_requests.labels(method=method, handler=handler, status=str(status)).inc()
 
     # ------------------------------------------------------------------ inference
-    def inference(self, model, prompt_tokens=0, completion_tokens=0, duration_seconds=None, status=SUCCESS):
+    def inference(self, model, prompt_tokens=0, completion_tokens=0, duration_seconds=None, status=SUCCESS,
+                  time_to_first_token_seconds=None, inter_token_latencies=()):
+        """One finished inference request.
+
+        ``time_to_first_token_seconds``: from the request's arrival to its first generated token
+        (observed once); ``inter_token_latencies``: the gaps between consecutive generated tokens, in
+        seconds, each observed (a streaming server passes every gap, as vLLM does).
+        """
         self.inference_requests.labels(model=model, status=status).inc()
         if prompt_tokens:
             self.inference_tokens.labels(model=model, type="prompt").inc(prompt_tokens)
@@ -88,12 +108,25 @@ class PlatformMetrics(object):
             self.inference_tokens.labels(model=model, type="completion").inc(completion_tokens)
         if duration_seconds is not None:
             self.inference_duration.labels(model=model).observe(duration_seconds)
+        if time_to_first_token_seconds is not None:
+            self.inference_ttft.labels(model=model).observe(time_to_first_token_seconds)
+        gaps = None
+        for gap in inter_token_latencies:
+            if gaps is None:
+                gaps = self.inference_inter_token.labels(model=model)
+            gaps.observe(gap)
 
     def set_queue_depth(self, model, depth):
         self.inference_queue_depth.labels(model=model).set(depth)
 
     def observe_batch(self, model, size):
         self.inference_batch_size.labels(model=model).observe(size)
+
+    def set_kv_cache_usage(self, model, ratio):
+        """Share of the model server's KV-cache in use, 0 to 1 (ValueError outside)."""
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 <= ratio <= 1.0:
+            raise ValueError("ratio: the KV-cache usage must be a number in [0, 1], got %r" % (ratio,))
+        self.inference_kv_cache_usage.labels(model=model).set(ratio)
 
     # ------------------------------------------------------------------ cache
     def cache_hit(self, cache="default", n=1):
