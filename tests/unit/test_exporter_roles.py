@@ -481,24 +481,43 @@ def test_exporter_runs_without_writable_executable_memory(tmp_path, program, con
     assert re.search(r"^%s_up 0\.0$" % prefix, body, re.M), out[-2000:] + body[:1000]
 
 
-def test_demo_workload_generates_every_platform_metric(tmp_path):
-    port = _free_port()
+DEMO_WORKLOAD = ROOT / "roles/demo_workload/files/demo_workload.py"
+# Every inference/cache name of the platform's instrumentation: never on /metrics in vllm mode.
+PLATFORM_INFERENCE_NAMES = ("inference_requests_total", "inference_tokens_total", "inference_request_duration_seconds",
+                            "inference_queue_depth", "inference_batch_size", "inference_time_to_first_token_seconds",
+                            "inference_inter_token_latency_seconds", "inference_kv_cache_usage_ratio",
+                            "cache_hits_total", "cache_misses_total")
+
+
+def _demo_config(port, **extra):
     cfg = {"listen": "127.0.0.1:%d" % port, "requests_per_second": 40, "concurrency": 8, "error_ratio": 0.2,
            "slow_phase": {"period_seconds": 0, "duration_seconds": 0, "latency_factor": 1.0, "error_ratio": 0.2},
            "cache_hit_ratio": 0.6, "simulated_gpus": 2,
            "mcp_servers": {"filesystem": {"operations": ["read_file"], "latency_seconds": 0.01, "error_ratio": 0.3},
                            "search": {"operations": ["query"], "latency_seconds": 0.02, "error_ratio": 0.3}}}
+    cfg.update(extra)
+    return cfg
+
+
+def _run_demo(tmp_path, cfg, seconds=8):
+    """Runs the demo service (under PR_SET_MDWE where the kernel has it); (/metrics after `seconds`, output)."""
+    port = int(cfg["listen"].rsplit(":", 1)[1])
     (tmp_path / "c.yml").write_text(yaml.safe_dump(cfg))
-    args = [str(ROOT / "roles/demo_workload/files/demo_workload.py"), "--config", str(tmp_path / "c.yml")]
+    args = [str(DEMO_WORKLOAD), "--config", str(tmp_path / "c.yml")]
     cmd = [sys.executable, "-c", MDWE] + args if _mdwe_supported() else [sys.executable] + args
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     try:
         _scrape(port)
-        time.sleep(8)
+        time.sleep(seconds)
         body = _scrape(port)
     finally:
         proc.terminate()
         out = proc.communicate(timeout=20)[0]
+    return body, out
+
+
+def test_demo_workload_generates_every_platform_metric(tmp_path):
+    body, out = _run_demo(tmp_path, _demo_config(_free_port()))
     for pattern in (r'^http_request_duration_seconds_bucket\{.*le="1\.5"',
                     r'^http_requests_total\{.*status="200"',
                     r'^http_requests_total\{.*status="5\d\d"',
@@ -507,9 +526,111 @@ def test_demo_workload_generates_every_platform_metric(tmp_path):
                     r'^inference_tokens_total\{.*type="completion"',
                     r'^cache_hits_total\{', r'^cache_misses_total\{',
                     r'^inference_queue_depth\{', r'^inference_batch_size_bucket\{',
+                    # time to first token on the latency buckets, inter-token latency on its own
+                    r'^inference_time_to_first_token_seconds_bucket\{(?=[^}]*le="0\.5")(?=[^}]*model="llm-main")',
+                    r'^inference_time_to_first_token_seconds_bucket\{(?=[^}]*le="2\.0")(?=[^}]*model="llm-small")',
+                    r'^inference_inter_token_latency_seconds_bucket\{(?=[^}]*le="0\.05")(?=[^}]*model="llm-main")',
+                    r'^inference_inter_token_latency_seconds_bucket\{(?=[^}]*le="0\.015")(?=[^}]*model="llm-small")',
+                    r'^inference_inter_token_latency_seconds_count\{model="llm-main"\} [1-9]',
+                    r'^inference_kv_cache_usage_ratio\{model="llm-main"\} 0\.\d+',
+                    r'^inference_kv_cache_usage_ratio\{model="llm-small"\} 0\.\d+',
                     r'^mcp_requests_total\{.*status="success"', r'^mcp_requests_total\{.*status="error"',
                     r'^mcp_operation_duration_seconds_bucket\{.*server="search"',
                     # the lab's simulated GPUs, never mistakable for real ones
                     r'^DCGM_FI_DEV_GPU_UTIL\{.*gpu="1".*modelName="Simulated GPU \(demo workload\)"',
                     r'^DCGM_FI_DEV_FB_USED\{.*UUID="GPU-simulated-0"', r'^DCGM_FI_DEV_GPU_TEMP\{'):
         assert re.search(pattern, body, re.M), pattern + "\n" + out[-1500:]
+    assert not re.search(r"^vllm:", body, re.M)
+    # the gaps between tokens: tens of milliseconds outside the slow phase
+    count = float(re.search(r'^inference_inter_token_latency_seconds_count\{model="llm-main"\} (\S+)', body, re.M)[1])
+    total = float(re.search(r'^inference_inter_token_latency_seconds_sum\{model="llm-main"\} (\S+)', body, re.M)[1])
+    assert 0.015 < total / count < 0.045, (total, count)
+
+
+def _labels(text):
+    return dict(re.findall(r'(\w+)="([^"]*)"', text))
+
+
+def test_demo_workload_vllm_mode_publishes_vllm_names_only(tmp_path):
+    body, out = _run_demo(tmp_path, _demo_config(_free_port(), metrics_format="vllm"))
+    series = re.findall(r"^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})? (\S+)$", body, re.M)
+    by_name = {}
+    for name, labels, value in series:
+        by_name.setdefault(name, []).append((_labels(labels), float(value)))
+    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                 "vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:request_success_total",
+                 "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total", "vllm:num_preemptions_total",
+                 "vllm:time_to_first_token_seconds_bucket", "vllm:time_to_first_token_seconds_count",
+                 "vllm:inter_token_latency_seconds_bucket", "vllm:inter_token_latency_seconds_count",
+                 "vllm:e2e_request_latency_seconds_bucket", "vllm:e2e_request_latency_seconds_count"):
+        assert name in by_name, name + "\n" + out[-1500:]
+        for labels, _ in by_name[name]:
+            assert labels.get("engine") == "0" and labels.get("model_name") in ("llm-main", "llm-small"), (name, labels)
+        assert {labels["model_name"] for labels, _ in by_name[name]} == {"llm-main", "llm-small"}, name
+    # traffic reached every counter and histogram
+    for name in ("vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:prefix_cache_queries_total",
+                 "vllm:prefix_cache_hits_total", "vllm:time_to_first_token_seconds_count",
+                 "vllm:inter_token_latency_seconds_count", "vllm:e2e_request_latency_seconds_count"):
+        assert sum(v for _, v in by_name[name]) > 0, name
+    reasons = {labels["finished_reason"]: v for labels, v in by_name["vllm:request_success_total"]
+               if labels["model_name"] == "llm-main"}
+    assert set(reasons) == {"stop", "length", "abort"} and reasons["stop"] > 0, reasons
+    # the prefix cache counts tokens: every prompt token is queried, the cached share hits
+    queries = sum(v for _, v in by_name["vllm:prefix_cache_queries_total"])
+    hits = sum(v for _, v in by_name["vllm:prefix_cache_hits_total"])
+    assert 0 < hits < queries and queries <= sum(v for _, v in by_name["vllm:prompt_tokens_total"])
+    assert all(0 <= v <= 1 for _, v in by_name["vllm:kv_cache_usage_perc"])
+    # vLLM's own buckets
+    les = {labels["le"] for labels, _ in by_name["vllm:time_to_first_token_seconds_bucket"]}
+    assert {"0.001", "0.04", "0.25", "2560.0", "+Inf"} <= les and "0.4" not in les, sorted(les)
+    les = {labels["le"] for labels, _ in by_name["vllm:inter_token_latency_seconds_bucket"]}
+    assert {"0.01", "0.025", "0.075", "80.0"} <= les and "0.015" not in les, sorted(les)
+    les = {labels["le"] for labels, _ in by_name["vllm:e2e_request_latency_seconds_bucket"]}
+    assert {"0.3", "0.8", "7680.0"} <= les, sorted(les)
+    assert "# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds." in body
+    assert "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage." in body
+    # HTTP as vLLM's server publishes it: status grouped by class; tool calls stay
+    statuses = {labels["status"] for labels, _ in by_name["http_requests_total"]}
+    assert {"2xx", "5xx"} <= statuses and statuses <= {"2xx", "3xx", "4xx", "5xx"}, statuses
+    assert "http_request_duration_seconds_bucket" in by_name and "http_requests_in_progress" not in by_name
+    assert "mcp_requests_total" in by_name and "mcp_operation_duration_seconds_bucket" in by_name
+    assert "DCGM_FI_DEV_GPU_UTIL" in by_name
+    # not one of the platform's inference or cache names
+    for name in PLATFORM_INFERENCE_NAMES:
+        base = name[:-len("_total")] if name.endswith("_total") else name
+        assert not re.search(r"^(# (HELP|TYPE) )?%s(_total|_bucket|_sum|_count|_created)?[ {]" % re.escape(base),
+                             body, re.M), name
+    # every vllm:* family published is catalogued with its labels
+    from aiplatform_exporters import catalog
+
+    for name in by_name:
+        if name.startswith("vllm:"):
+            assert catalog.is_known(name), name
+    for name in ("vllm:num_requests_running", "vllm:request_success_total", "vllm:inter_token_latency_seconds"):
+        labels = set(by_name[name if name in by_name else name + "_count"][0][0]) - {"le"}
+        assert labels == set(catalog.spec(name).labels), name
+
+
+def test_demo_workload_rejects_an_unknown_metrics_format(tmp_path):
+    check = [sys.executable, str(DEMO_WORKLOAD), "--check-config", "--config", str(tmp_path / "c.yml")]
+    (tmp_path / "c.yml").write_text(yaml.safe_dump({"metrics_format": "prometheus"}))
+    proc = _run(check, check=False)
+    assert proc.returncode == 2, proc.stdout
+    assert "metrics_format" in proc.stdout and "platform, vllm" in proc.stdout and "prometheus" in proc.stdout
+    for good in ("platform", "vllm"):
+        (tmp_path / "c.yml").write_text(yaml.safe_dump({"metrics_format": good}))
+        proc = _run(check, check=False)
+        assert proc.returncode == 0, proc.stdout
+
+
+def test_demo_workload_preflight_names_metrics_format(tmp_path):
+    inv = {"all": {"hosts": {"node1": dict(LOCAL["all"]["hosts"]["node1"], demo_workload_enabled=True,
+                                           demo_workload_feeder_enabled=False, demo_workload_metrics_format="tgi")}}}
+    proc = _playbook(tmp_path, PREFLIGHT.replace("ROLE", "demo_workload"), inv, check=False)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "demo_workload_metrics_format platform or vllm" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_rendered_demo_workload_config_has_the_metrics_format(rendered):
+    cfg = yaml.safe_load((rendered / "mon1/etc/aiplatform-exporters/demo-workload.yml").read_text())
+    assert cfg["metrics_format"] == "platform"
