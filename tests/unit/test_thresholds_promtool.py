@@ -90,7 +90,8 @@ def test_rendered_rules_pass_promtool_check(default_rules):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("test_file", ["alerts_test.yml", "recording_test.yml", "annotations_test.yml"])
+@pytest.mark.parametrize("test_file", ["alerts_test.yml", "recording_test.yml", "annotations_test.yml",
+                                       "inference_servers_test.yml"])
 def test_promtool_rules_with_default_thresholds(default_rules, test_file):
     proc = promtool_test(default_rules, test_file)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -122,6 +123,7 @@ def test_every_alert_has_the_documented_labels_and_annotations(default_rules):
         "ModelDriftKL", "ModelDriftPSI", "MCPHighErrorRate", "MCPHighLatencyP99", "TargetDown",
         "GPUHighMemoryTemperature", "GPUXidCritical", "GPUXidError", "GPURowRemapFailure", "GPUUncorrectableRemappedRows", "GPUMissing",
         "GPUExporterNotReading", "GPUPowerAtLimit", "GPUPCIeReplays", "GPUClocksSlowedDown",
+        "InferenceSlowTimeToFirstToken", "InferenceKVCacheNearlyFull",
     }
     severities = {(r["alert"], r["labels"]["severity"]) for r in rules}
     assert ("PlatformHighErrorRate", "critical") in severities and ("PlatformHighErrorRate", "warning") in severities
@@ -131,7 +133,9 @@ def test_every_alert_has_the_documented_labels_and_annotations(default_rules):
     # alerts whose value is only a flag (0/1) do not print it
     flags = {"TargetDown", "GPURowRemapFailure", "GPUExporterNotReading", "GPUClocksSlowedDown"}
     # held states: power at the limit for an hour, clocks cut for 10 minutes (shorter ones are normal)
-    held = {"GPUPowerAtLimit": "1h", "GPUClocksSlowedDown": "10m"}
+    # and a slow first token for 10 minutes, a full KV cache for 15 (short peaks are how batching works)
+    held = {"GPUPowerAtLimit": "1h", "GPUClocksSlowedDown": "10m", "InferenceSlowTimeToFirstToken": "10m",
+            "InferenceKVCacheNearlyFull": "15m"}
     for rule in rules:
         assert rule["for"] == ("0m" if rule["alert"] in events else held.get(rule["alert"], "5m")), rule
         assert set(rule["labels"]) == {"severity"}, rule
