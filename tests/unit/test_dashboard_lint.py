@@ -182,7 +182,7 @@ def test_a_broken_dashboard_gives_each_rules_finding(dashboards):
     by_id[2]["fieldConfig"]["defaults"]["unit"] = "seconds"          # panel-units: not a Grafana id
     by_id[3]["targets"] = []                                         # panel-no-targets
     by_id[4]["datasource"] = {"type": "prometheus", "uid": "other"}  # datasource-provisioned
-    by_id[5]["targets"][0]["expr"] = by_id[5]["targets"][0]["expr"].replace("$__rate_interval", "5m")
+    by_id[5]["targets"][0]["expr"] = "sum by (type) (rate(inference_tokens_total[5m]))"  # target-rate-interval
     by_id[7]["targets"][0]["expr"] = "sum(inference_requests_total)"  # target-counter-agg
     by_id[8]["id"] = 9                                                # unique-panel-id
     by_id[10]["gridPos"]["x"] = 20                                    # grid-pos: past column 24, overlaps

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "files" / "exporters" / "src"))
 from aiplatform_exporters import catalog  # noqa: E402
 
 EXPECTED = {
-    "platform-overview": {"panels": 11, "refresh": "30s", "from": "now-1h"},
+    "platform-overview": {"panels": 15, "refresh": "30s", "from": "now-1h"},
     "learning-engine": {"panels": 16, "refresh": "1m", "from": "now-24h"},
     "mcp-activity": {"panels": 15, "refresh": "30s", "from": "now-1h"},
 }
@@ -212,7 +212,8 @@ def test_seed_panels_present(default):
     titles = {p["title"] for p in panels(default["platform-overview"])}
     assert {"GPU memory used", "GPU temperature", "Inference queue depth", "Batch size"} <= titles
     exprs = " ".join(t.get("expr", "") for _, t in targets(default["platform-overview"]))
-    for metric in ("DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_GPU_TEMP", "inference_queue_depth", "inference_batch_size"):
+    for metric in ("DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_GPU_TEMP", "inference_queue_depth", "inference_batch_size",
+                   "inference_time_to_first_token_seconds", "inference_kv_cache_usage"):
         assert metric in exprs
     kinds = {p["type"] for d in default.values() for p in panels(d)}
     assert kinds == {"timeseries", "gauge", "stat", "table", "piechart"}
@@ -224,11 +225,13 @@ def _recording_rule_names():
     text = (ROOT / "roles/prometheus/templates/rules/aiplatform-recording.rules.yml.j2").read_text()
     names = {n.strip() for n in re.findall(r"record:\s*(.+)$", text, re.M)}
     expanded = set()
+    series = ("request_duration", "time_to_first_token", "inter_token_latency")  # the template's loops
     for n in names:
-        if "{{" in n:
-            expanded |= {re.sub(r"\{\{\s*q\s*\}\}", str(q), n) for q in (50, 95, 99)}
-        else:
-            expanded.add(n)
+        for name in ({re.sub(r"\{\{\s*series\s*\}\}", v, n) for v in series} if "series" in n else {n}):
+            if "{{" in name:
+                expanded |= {re.sub(r"\{\{\s*q\s*\}\}", str(q), name) for q in (50, 95, 99)}
+            else:
+                expanded.add(name)
     return expanded
 
 
