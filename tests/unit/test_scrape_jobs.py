@@ -75,3 +75,56 @@ def test_rules_and_dashboards_name_only_jobs_that_a_role_defines(tmp_path):
 def test_the_job_matcher_scan_sees_a_job_no_role_defines():
     rule = json.dumps({"expr": 'up{job="gpu_exporter"} == 0 or up{job=~"node|vllm"}', "x": 'job="{{ $labels.job }}"'})
     assert _job_matchers(rule) == {"gpu_exporter", "node", "vllm"}
+
+
+def test_inference_servers_job_from_a_group_and_a_list(tmp_path):
+    extra = {"prometheus_inference_servers_group": "gpu_nodes", "prometheus_inference_servers_port": 8001,
+             "prometheus_inference_server_targets": [{"address": "192.0.2.60:8000", "instance": "vllm-ext"},
+                                                     "192.0.2.61:8000"]}
+    proc, out = render(tmp_path, extra, "--tags", "prometheus")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    config = yaml.safe_load((out / "mon1/etc/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    job = jobs["inference_servers"]
+    assert {g["labels"]["instance"]: g["targets"] for g in job["static_configs"]} == {
+        "gpu1": ["192.0.2.11:8001"], "gpu2": ["192.0.2.12:8001"],   # the group's hosts at their scrape address
+        "vllm-ext": ["192.0.2.60:8000"], "192.0.2.61": ["192.0.2.61:8000"]}
+    assert (job["scheme"], job["metrics_path"]) == ("http", "/metrics")
+    # vLLM's colon, written as "_" by prometheus_client when Prometheus asks for OpenMetrics, put back
+    assert job["metric_relabel_configs"] == [{"source_labels": ["__name__"], "regex": "vllm_(.+)",
+                                              "target_label": "__name__", "replacement": "vllm:$1"}]
+
+
+def test_no_inference_servers_no_job(tmp_path):
+    proc, out = render(tmp_path, {}, "--tags", "prometheus")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    config = yaml.safe_load((out / "mon1/etc/prometheus/prometheus.yml").read_text())
+    assert "inference_servers" not in {job["job_name"] for job in config["scrape_configs"]}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"prometheus_inference_servers_job": "gpu", "prometheus_inference_server_targets": ["192.0.2.60:8000"]},
+     "prometheus_inference_servers_job must be a job name that no other job uses"),
+    ({"prometheus_inference_servers_port": 70000}, "prometheus_inference_servers_port a port 1-65535"),
+    ({"prometheus_inference_server_targets": [["192.0.2.60:8000"]]},
+     "prometheus_inference_server_targets a list of \"host:port\" or {address, instance}"),
+])
+def test_a_bad_inference_servers_setting_fails_in_preflight(tmp_path, extra, message):
+    proc, out = run_playbook(tmp_path, REPO / "playbooks" / "site.yml", extra)
+    assert proc.returncode != 0, out
+    assert message in out, out
+    assert "UNREACHABLE" not in out and "Gathering Facts" not in out, out
+
+
+def test_a_platform_service_keeps_its_client_settings(tmp_path):
+    # each setting the variable documents reaches prometheus.yml (a Jinja `set` inside a loop once dropped them all)
+    settings = {"scrape_interval": "30s", "scrape_timeout": "10s", "honor_labels": True,
+                "tls_config": {"ca_file": "/etc/prometheus/api-ca.pem"},
+                "metric_relabel_configs": [{"source_labels": ["__name__"], "regex": "go_.*", "action": "drop"}]}
+    extra = {"prometheus_platform_services": [dict({"name": "api", "targets": ["192.0.2.70:8080"]}, **settings)]}
+    proc, out = render(tmp_path, extra, "--tags", "prometheus")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    config = yaml.safe_load((out / "mon1/etc/prometheus/prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "api")
+    assert {k: job.get(k) for k in settings} == settings, job
+    assert job["static_configs"] == [{"targets": ["192.0.2.70:8080"], "labels": {"instance": "192.0.2.70"}}]
