@@ -13,7 +13,7 @@ from conftest import CHECK, http, truth_check
 testinfra_hosts = ["ansible://monitoring"]
 
 GRAFANA = "http://127.0.0.1:3000"
-DASHBOARDS = {"platform-overview": 11, "learning-engine": 16, "mcp-activity": 15}
+DASHBOARDS = {"platform-overview": 15, "learning-engine": 16, "mcp-activity": 15}
 TRUTH_CHECK_DEADLINE_S = 360
 TRUTH_CHECK_DELAY_S = 20
 
