@@ -16,7 +16,9 @@ The sampled fields are checked against what NVML itself says the GPU has (asked
 here directly, not through the exporter): the GPM profiling ratios on a GPU with
 GPM, PCIe throughput and the NVLink rate where NVML answers them, each in range;
 the graphics-engine ratio is compared with nvidia-smi's utilization; the vGPU
-licence status is 0 or 1; and DCGM_FI_DEV_XID_ERRORS carries err_code/err_msg.
+licence status is 0 or 1; the double-bit ECC and NVLink CRC error counters are
+present (and not negative) exactly where NVML answers them (ECC on, NVLink present);
+and DCGM_FI_DEV_XID_ERRORS carries err_code/err_msg.
 Prints a table, writes gpu_check.json, gpu_check.txt and the raw scrape to
 --out (default $OUT, else ./gpu-check-out), and exits 1 on any mismatch
 (2 when the exporter or nvidia-smi cannot run at all).
@@ -58,6 +60,9 @@ SAMPLED_CHECKS = (
     ("DCGM_FI_PROF_PCIE_RX_BYTES", "pcie", (0.0, 128e9)),
     ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "nvlink", (0.0, 4e6)),
     ("DCGM_FI_DEV_VGPU_LICENSE_STATUS", "always", (0.0, 1.0)),
+    # the error counters the GPU health alerts use (slow fields, not sampled): where NVML has them
+    ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "ecc", (0.0, float("inf"))),
+    ("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "nvlink_crc", (0.0, float("inf"))),
 )
 LABEL_CHECKS = (("UUID", "uuid"), ("pci_bus_id", "pci.bus_id"), ("modelName", "name"),
                 ("DCGM_FI_DRIVER_VERSION", "driver_version"))
@@ -139,7 +144,8 @@ def compare(before, after, scraped):
 
 
 def nvml_support(nvml):
-    """{gpu index: {"gpm", "pcie", "nvlink", "always"} that NVML answers}, asked directly with pynvml."""
+    """{gpu index: {"gpm", "pcie", "nvlink", "ecc", "nvlink_crc", "always"} that NVML answers}, asked
+    directly with pynvml."""
     out = {}
     for i in range(nvml.nvmlDeviceGetCount()):
         h = nvml.nvmlDeviceGetHandleByIndex(i)
@@ -159,6 +165,17 @@ def nvml_support(nvml):
                    (nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, 0xFFFFFFFF)]
             if all(v.nvmlReturn == 0 for v in nvml.nvmlDeviceGetFieldValues(h, ids)):
                 has.add("nvlink")
+        except nvml.NVMLError:
+            pass
+        try:
+            nvml.nvmlDeviceGetTotalEccErrors(h, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC)
+            has.add("ecc")
+        except nvml.NVMLError:
+            pass
+        try:
+            ids = [nvml.NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL]
+            if all(v.nvmlReturn == 0 for v in nvml.nvmlDeviceGetFieldValues(h, ids)):
+                has.add("nvlink_crc")
         except nvml.NVMLError:
             pass
         out[str(i)] = has

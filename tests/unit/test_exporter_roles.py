@@ -252,7 +252,8 @@ def test_dcgm_counter_list_is_nvidias_default_and_the_catalog(rendered):
     assert catalog.dcgm_counters(alert_counters=False) == nvidia
     # plus the fields the alerts use, after the non-profiling rows
     extras = [r for r in catalog.dcgm_counters() if r[0] in catalog.DCGM_ALERT_COUNTERS]
-    assert [r[0] for r in extras] == ["DCGM_FI_DEV_POWER_MGMT_LIMIT", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"]
+    assert [r[0] for r in extras] == ["DCGM_FI_DEV_POWER_MGMT_LIMIT", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
+                                      "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"]
     plain = [r for r in nvidia if not r[0].startswith("DCGM_FI_PROF_")]
     profiling = [r for r in nvidia if r[0].startswith("DCGM_FI_PROF_")]
     assert catalog.dcgm_counters() == plain + extras + profiling

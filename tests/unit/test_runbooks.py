@@ -21,6 +21,7 @@ ALL_LEVELS = {"aiplatform_thresholds": {
     "gpu_memory_temperature_celsius": {"alert": {"warning": 85, "critical": 90}},
     "gpu_power_limit_ratio": {"alert": {"warning": 0.98, "critical": 1.0}},
     "gpu_pcie_replays_per_minute": {"alert": {"warning": 8, "critical": 60}},
+    "gpu_nvlink_crc_errors_per_second": {"alert": {"warning": 100, "critical": 1000}},
     "cache_hit_ratio": {"alert": {"warning": 0.7, "critical": 0.5}},
     "drift_kl_divergence": {"alert": {"warning": 0.1, "critical": 0.2}},
     "drift_psi": {"alert": {"warning": 0.2, "critical": 0.3}},

@@ -123,6 +123,7 @@ def test_every_alert_has_the_documented_labels_and_annotations(default_rules):
         "ModelDriftKL", "ModelDriftPSI", "MCPHighErrorRate", "MCPHighLatencyP99", "TargetDown",
         "GPUHighMemoryTemperature", "GPUXidCritical", "GPUXidError", "GPURowRemapFailure", "GPUUncorrectableRemappedRows", "GPUMissing",
         "GPUExporterNotReading", "GPUPowerAtLimit", "GPUPCIeReplays", "GPUClocksSlowedDown",
+        "GPUDoubleBitECCErrors", "GPUNVLinkCRCErrors",
         "InferenceSlowTimeToFirstToken", "InferenceKVCacheNearlyFull",
     }
     severities = {(r["alert"], r["labels"]["severity"]) for r in rules}
@@ -134,8 +135,9 @@ def test_every_alert_has_the_documented_labels_and_annotations(default_rules):
     flags = {"TargetDown", "GPURowRemapFailure", "GPUExporterNotReading", "GPUClocksSlowedDown"}
     # held states: power at the limit for an hour, clocks cut for 10 minutes (shorter ones are normal)
     # and a slow first token for 10 minutes, a full KV cache for 15 (short peaks are how batching works)
+    # and NVLink CRC errors above the level for 10 minutes
     held = {"GPUPowerAtLimit": "1h", "GPUClocksSlowedDown": "10m", "InferenceSlowTimeToFirstToken": "10m",
-            "InferenceKVCacheNearlyFull": "15m"}
+            "InferenceKVCacheNearlyFull": "15m", "GPUNVLinkCRCErrors": "10m"}
     for rule in rules:
         assert rule["for"] == ("0m" if rule["alert"] in events else held.get(rule["alert"], "5m")), rule
         assert set(rule["labels"]) == {"severity"}, rule

@@ -45,6 +45,8 @@ def gpu(index, name="NVIDIA H100 80GB HBM3", **overrides):
         pcie_tx_kbs=120000, pcie_rx_kbs=35000, gpm={1: 37.5, 5: 42.0, 10: 63.25},
         nvlink_tx_kib=0, nvlink_rx_kib=0, nvlink_tx_kib_per_second=0, vgpu_licensed=None,
         power_limit_mw=700000, clocks_event_reasons=0x1,  # GPU idle
+        # volatile double-bit ECC errors (None: ECC off), NVLink flow-control CRC errors (None: no NVLink)
+        ecc_dbe_volatile=0, nvlink_crc_flit_errors=0,
     )
     g["mem_free"] = g["mem_total"] - g["mem_reserved"] - g["mem_used"]
     g.update(overrides)
@@ -64,6 +66,11 @@ class FakeNvml(types.ModuleType):
     NVML_FI_DEV_MEMORY_TEMP = 82
     NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX = 138
     NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX = 139
+    NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL = 38
+    NVML_MEMORY_ERROR_TYPE_CORRECTED = 0
+    NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1
+    NVML_VOLATILE_ECC = 0
+    NVML_AGGREGATE_ECC = 1
     NVML_PCIE_UTIL_TX_BYTES = 0
     NVML_PCIE_UTIL_RX_BYTES = 1
     NVML_GPM_METRIC_GRAPHICS_UTIL = 1
@@ -163,6 +170,9 @@ class FakeNvml(types.ModuleType):
                 else:
                     kib = g["nvlink_rx_kib"]
                 ok, vt, value = kib is not None, 3, types.SimpleNamespace(ullVal=kib or 0)
+            elif field == self.NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL:
+                crc = g["nvlink_crc_flit_errors"]
+                ok, vt, value = crc is not None, 3, types.SimpleNamespace(ullVal=crc or 0)
             else:
                 ok, vt, value = False, 1, types.SimpleNamespace(uiVal=0)
             out.append(types.SimpleNamespace(fieldId=field, scopeId=scope, valueType=vt, value=value,
@@ -242,6 +252,14 @@ class FakeNvml(types.ModuleType):
     def nvmlDeviceGetPcieReplayCounter(self, h):
         self._check(h, "nvmlDeviceGetPcieReplayCounter")
         return h.gpu["pcie_replay"]
+
+    def nvmlDeviceGetTotalEccErrors(self, h, error_type, counter_type):
+        self._check(h, "nvmlDeviceGetTotalEccErrors")
+        if (error_type, counter_type) != (self.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, self.NVML_VOLATILE_ECC):
+            raise AssertionError("the exporter asks for the volatile uncorrected (double-bit) count only")
+        if h.gpu["ecc_dbe_volatile"] is None:  # ECC mode off
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return h.gpu["ecc_dbe_volatile"]
 
     def nvmlDeviceGetUtilizationRates(self, h):
         self._check(h, "nvmlDeviceGetUtilizationRates")

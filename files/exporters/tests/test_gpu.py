@@ -59,6 +59,8 @@ def test_dcgm_48_names_labels_and_units():
     assert v("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", l0) == 1  # the bitmask as NVML gives it (1: GPU idle)
     assert v("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", l0) == 0
     assert v("DCGM_FI_DEV_ROW_REMAP_FAILURE", l0) == 0
+    assert v("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", l0) == 0
+    assert v("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", l0) == 0
     text = generate_latest(reg).decode()
     # dcgm-exporter's label set, exactly (the order in the text is prometheus-client's; Prometheus ignores it)
     temp = [s for fam in reg.collect() if fam.name == "DCGM_FI_DEV_GPU_TEMP" for s in fam.samples]
@@ -277,11 +279,53 @@ def test_host_label_switches_and_rename():
     assert reg2.get_sample_value("DCGM_FI_DEV_GPU_TEMP", l) is None
 
 
+def test_ecc_double_bit_and_nvlink_crc_errors():
+    nvml, col, reg = make([gpu(0, ecc_dbe_volatile=2, nvlink_crc_flit_errors=12345)])
+    l0 = labels(nvml.gpus[0], 0)
+    assert reg.get_sample_value("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", l0) == 2
+    assert reg.get_sample_value("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", l0) == 12345
+    # counters under dcgm-exporter's unsuffixed names (their TYPE lines: test_gpu_exposition.py)
+    new = {"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"}
+    assert new <= col.config.unsuffixed_counters
+    # both excludable: then not asked at all
+    nvml2, col2, reg2 = make([gpu(0)], exclude_fields=["DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+                                                        "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"])
+    l0 = labels(nvml2.gpus[0], 0)
+    assert reg2.get_sample_value("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", l0) is None
+    assert reg2.get_sample_value("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", l0) is None
+    assert reg2.get_sample_value("DCGM_FI_DEV_GPU_TEMP", l0) == 31
+    assert nvml2.calls["nvmlDeviceGetTotalEccErrors"] == 0
+
+
+def test_ecc_off_and_no_nvlink_are_absent_not_zero_and_not_asked_again():
+    # gpu 1: ECC mode off and no NVLink (a PCIe card); gpu 0 has both
+    g1 = gpu(1, ecc_dbe_volatile=None, nvlink_crc_flit_errors=None)
+    nvml, col, reg = make([gpu(0), g1], slow_fields_max_age_seconds=0)
+    l0, l1 = labels(nvml.gpus[0], 0), labels(g1, 1)
+    for _ in range(3):
+        for name in ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"):
+            assert reg.get_sample_value(name, l0) == 0, name
+            assert reg.get_sample_value(name, l1) is None, name
+    dev1 = col.devices[1]
+    assert dev1.slow_unsupported == {"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"}
+    before = nvml.calls["nvmlDeviceGetTotalEccErrors"]
+    col.read_device(dev1)
+    assert nvml.calls["nvmlDeviceGetTotalEccErrors"] == before  # remembered, not asked again
+    assert reg.get_sample_value("aiplatform_gpu_exporter_source_errors_total", {"operation": "device"}) == 0
+    # the whole call NotSupported (an older driver) is absent too
+    nvml2, col2, reg2 = make([gpu(0, unsupported={"nvmlDeviceGetTotalEccErrors", "nvmlDeviceGetFieldValues"})])
+    l0 = labels(nvml2.gpus[0], 0)
+    assert reg2.get_sample_value("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", l0) is None
+    assert reg2.get_sample_value("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", l0) is None
+    assert reg2.get_sample_value("DCGM_FI_DEV_GPU_TEMP", l0) == 31
+
+
 def test_slow_fields_are_cached():
     nvml, col, reg = make([gpu(0)], slow_fields_max_age_seconds=60)
     for _ in range(4):
         reg.get_sample_value("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", labels(nvml.gpus[0], 0))
     assert nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] == 1
+    assert nvml.calls["nvmlDeviceGetTotalEccErrors"] == 1
     assert nvml.calls["nvmlDeviceGetTemperature"] == 4
 
 

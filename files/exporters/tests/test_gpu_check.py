@@ -51,7 +51,8 @@ def test_gpu_check_compare():
 
 def test_gpu_check_sampled_fields():
     mod = load()
-    nvml = FakeNvml([gpu(0), gpu(1, name="NVIDIA A100-SXM4-80GB", gpm=None, nvlink_tx_kib=None, nvlink_rx_kib=None)])
+    nvml = FakeNvml([gpu(0), gpu(1, name="NVIDIA A100-SXM4-80GB", gpm=None, nvlink_tx_kib=None, nvlink_rx_kib=None,
+                             nvlink_crc_flit_errors=None, ecc_dbe_volatile=None)])
     col = NvmlCollector(GpuConfig(hostname="n", xid_events=False, sample_interval_seconds=0), nvml=nvml)
     assert col.initialise()
     for _ in range(2):  # two sampler rounds: GPM and NVLink need both
@@ -59,7 +60,7 @@ def test_gpu_check_sampled_fields():
             dev.sampled, dev.sampled_at = col.sample_device(dev), __import__("time").monotonic()
     text = generate_latest(registry_with(col)).decode()
     support = mod.nvml_support(nvml)
-    assert support == {"0": {"always", "gpm", "pcie", "nvlink"}, "1": {"always", "pcie"}}
+    assert support == {"0": {"always", "gpm", "pcie", "nvlink", "ecc", "nvlink_crc"}, "1": {"always", "pcie"}}
     smi = mod.parse_smi("\n".join(smi_line(g, i, **{"utilization.gpu": 50}) for i, g in enumerate(nvml.gpus)))
     rows = mod.compare_sampled(support, (smi, smi), mod.parse_scrape(text), mod.xid_labels(text))
     assert all(r[5] == "ok" for r in rows), mod.format_table(rows)
@@ -67,10 +68,12 @@ def test_gpu_check_sampled_fields():
     # a field NVML has but the exporter does not publish, and a ratio far from nvidia-smi's utilization
     scraped = mod.parse_scrape(text)
     del scraped["0"]["values"]["DCGM_FI_PROF_PCIE_RX_BYTES"]
+    del scraped["0"]["values"]["DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"]
     far = mod.parse_smi("\n".join(smi_line(g, i, **{"utilization.gpu": 95}) for i, g in enumerate(nvml.gpus)))
     rows = mod.compare_sampled(support, (far, far), scraped, {})
     failed = [(r[0], r[1]) for r in rows if r[5] == "MISMATCH"]
-    assert failed == [("0", "DCGM_FI_PROF_PCIE_RX_BYTES"), ("0", "GR_ENGINE_ACTIVE x100 vs utilization.gpu"),
+    assert failed == [("0", "DCGM_FI_PROF_PCIE_RX_BYTES"), ("0", "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"),
+                      ("0", "GR_ENGINE_ACTIVE x100 vs utilization.gpu"),
                       ("0", "DCGM_FI_DEV_XID_ERRORS err_code/err_msg"),
                       ("1", "DCGM_FI_DEV_XID_ERRORS err_code/err_msg")], mod.format_table(rows)
     col.close()

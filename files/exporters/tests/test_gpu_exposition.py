@@ -15,14 +15,16 @@ from fake_nvml import FakeNvml, gpu
 
 UNSUFFIXED_COUNTERS = {"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
                        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-                       "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL"}
+                       "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+                       "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"}
 
 
 def _serve(**cfg):
     cfg.setdefault("hostname", "node1")
     cfg.setdefault("xid_events", False)
     cfg.setdefault("sample_interval_seconds", 0.5)
-    exporter = GpuExporter(GpuConfig(**cfg), nvml=FakeNvml([gpu(0, pcie_replay=7, remapped=(2, 1, False, False))]))
+    exporter = GpuExporter(GpuConfig(**cfg), nvml=FakeNvml([gpu(0, pcie_replay=7, remapped=(2, 1, False, False),
+                                                                ecc_dbe_volatile=3, nvlink_crc_flit_errors=41)]))
     registry = CollectorRegistry()
     for c in exporter.collectors():
         registry.register(c)
@@ -65,6 +67,8 @@ def test_scraped_type_lines_declare_the_unsuffixed_counters():
         assert "untyped" not in types.values(), types
         assert re.search(r'^DCGM_FI_DEV_PCIE_REPLAY_COUNTER\{.*gpu="0".*\} 7\.0$', text, re.M)
         assert re.search(r'^DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS\{.*\} 2\.0$', text, re.M)
+        assert re.search(r'^DCGM_FI_DEV_ECC_DBE_VOL_TOTAL\{.*gpu="0".*\} 3\.0$', text, re.M)
+        assert re.search(r'^DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL\{.*gpu="0".*\} 41\.0$', text, re.M)
     finally:
         httpd.shutdown()
         exporter.stop()
@@ -100,7 +104,7 @@ def test_renamed_and_excluded_counters():
         exporter.stop()
 
 
-def test_catalog_counters_without_total_are_the_five_of_dcgm_exporter():
+def test_catalog_counters_without_total_are_dcgm_exporters():
     assert GpuConfig(hostname="n").unsuffixed_counters == UNSUFFIXED_COUNTERS
 
 
@@ -132,3 +136,9 @@ def test_help_and_type_of_every_published_field_are_nvidias():
     missing = sorted(set(nvidia) - set(published) - {"DCGM_FI_DRIVER_VERSION"})
     assert missing == [], missing
     assert len(published) == 25  # dcgm-exporter's 25 series fields (its 26 rows less the driver label)
+    # the error counters the alerts use, commented out in NVIDIA's defaults: type and help as in its
+    # dcp-metrics-included.csv
+    for name, help_text in (("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors."),
+                            ("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+                             "Total number of NVLink flow-control CRC errors.")):
+        assert (types[name], helps[name]) == ("counter", help_text), name

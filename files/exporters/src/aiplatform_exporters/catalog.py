@@ -173,6 +173,11 @@ _ENTRIES = [
        GPU + ", " + DCGM),
     _M("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "gauge", "bitmask", GPU_LABELS,
        "Current clock event reasons (bitmask of DCGM_CLOCKS_EVENT_REASON_*).", GPU + ", " + DCGM),
+    # absent where ECC is off (volatile: since the last driver load) or the GPU has no NVLink
+    _M("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "counter", "errors", GPU_LABELS,
+       "Total number of double-bit volatile ECC errors.", GPU + ", " + DCGM),
+    _M("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "counter", "errors", GPU_LABELS,
+       "Total number of NVLink flow-control CRC errors.", GPU + ", " + DCGM),
     _M("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "gauge", "ratio", GPU_LABELS,
        "Ratio of time the graphics engine is active.", GPU + ", " + DCGM),
     _M("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "gauge", "ratio", GPU_LABELS,
@@ -394,8 +399,10 @@ DCGM_DEFAULT_COUNTERS = (
 # A label, not a series: dcgm-exporter adds it to every series (so does the NVML exporter).
 DCGM_LABEL_FIELDS = {"DCGM_FI_DRIVER_VERSION": "Driver Version"}
 # Beyond dcgm-exporter's defaults: the fields the collection's alerts query (GPUPowerAtLimit,
-# GPUClocksSlowedDown), listed after the defaults' non-profiling rows.
-DCGM_ALERT_COUNTERS = ("DCGM_FI_DEV_POWER_MGMT_LIMIT", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS")
+# GPUClocksSlowedDown, GPUDoubleBitECCErrors, GPUNVLinkCRCErrors), listed after the defaults'
+# non-profiling rows.
+DCGM_ALERT_COUNTERS = ("DCGM_FI_DEV_POWER_MGMT_LIMIT", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
+                       "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL")
 
 
 def dcgm_counters(profiling=True, alert_counters=True):

@@ -54,11 +54,13 @@ FIELDS = (
     "DCGM_FI_DEV_FB_TOTAL", "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
     "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
     "DCGM_FI_DEV_ROW_REMAP_FAILURE", "DCGM_FI_DEV_POWER_MGMT_LIMIT", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
     "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "DCGM_FI_PROF_DRAM_ACTIVE",
     "DCGM_FI_PROF_PCIE_TX_BYTES", "DCGM_FI_PROF_PCIE_RX_BYTES",
 )
 SLOW_FIELDS = ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-               "DCGM_FI_DEV_VGPU_LICENSE_STATUS", "DCGM_FI_DEV_POWER_MGMT_LIMIT")
+               "DCGM_FI_DEV_VGPU_LICENSE_STATUS", "DCGM_FI_DEV_POWER_MGMT_LIMIT",
+               "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL")
 # GPM metric ids (nvml.h NVML_GPM_METRIC_*) of dcgm-exporter's three profiling ratios, Hopper and newer
 GPM_FIELDS = (("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "NVML_GPM_METRIC_GRAPHICS_UTIL", 1),
               ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "NVML_GPM_METRIC_ANY_TENSOR_UTIL", 5),
@@ -119,6 +121,9 @@ class _Device(object):
         self.pci_bus_id = pci_bus_id
         self.name = name
         self.slow = {}  # field -> (monotonic time, value or None when unsupported)
+        # slow fields this GPU answered NotSupported for (ECC off, no NVLink): not asked again; the
+        # scrape's own set, apart from the sampler thread's ``unsupported``
+        self.slow_unsupported = set()
         self.last_xid = 0
         # written by the sampler thread only: a whole new dict each round, read by the scrape
         self.sampled = {}
@@ -444,6 +449,31 @@ class NvmlCollector(object):
         dev.slow[field] = (now, value if ok else None)
         return value if ok else None
 
+    def _slow_once(self, dev, field, fn, *args):
+        """A slow field as _slow, for one a GPU may lack: NotSupported (or the like) leaves it absent and
+        it is not asked again for this GPU; other errors are counted and retried after the cache age."""
+        if field in dev.slow_unsupported:
+            return None
+        now = time.monotonic()
+        cached = dev.slow.get(field)
+        if cached is not None and now - cached[0] < self.config.slow_max_age:
+            return cached[1]
+        ok, value, code = self._call_code(fn, dev.handle, *args)
+        if not ok and code in _OMIT:
+            dev.slow_unsupported.add(field)
+        dev.slow[field] = (now, value if ok else None)
+        return value if ok else None
+
+    def _nvlink_crc_flit_errors(self, handle):
+        """NVLink flow-control CRC errors over every lane; NotSupported (no NVLink) as an NVML error."""
+        field_id = self._const("NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", 38)
+        values = self.nvml.nvmlDeviceGetFieldValues(handle, [field_id])
+        fv = values[0] if values else None
+        code = getattr(fv, "nvmlReturn", _NOT_SUPPORTED) if fv is not None else _NOT_SUPPORTED
+        if code != 0:
+            raise self._error_class()(code)
+        return self._value_of(fv)
+
     def _memory(self, handle):
         """(free, used, reserved or None, total) in bytes; v2 where the driver has it (used excludes reserved)."""
         nvml = self.nvml
@@ -535,6 +565,17 @@ class NvmlCollector(object):
             v = self._slow(dev, "DCGM_FI_DEV_POWER_MGMT_LIMIT", nvml.nvmlDeviceGetPowerManagementLimit)
             if v is not None:
                 out["DCGM_FI_DEV_POWER_MGMT_LIMIT"] = v / 1000.0  # mW -> W
+        if "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL" not in ex:
+            # double-bit (uncorrectable) errors since the last driver load: DCGM's ECC_DBE_VOL_TOTAL
+            v = self._slow_once(dev, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", nvml.nvmlDeviceGetTotalEccErrors,
+                                self._const("NVML_MEMORY_ERROR_TYPE_UNCORRECTED", 1),
+                                self._const("NVML_VOLATILE_ECC", 0))
+            if v is not None:
+                out["DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"] = v
+        if "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL" not in ex:
+            v = self._slow_once(dev, "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", self._nvlink_crc_flit_errors)
+            if v is not None:
+                out["DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"] = v
         if "DCGM_FI_DEV_CLOCKS_EVENT_REASONS" not in ex:
             # "clocks event reasons" since NVML 12.535, "throttle reasons" before; the same bitmask
             fn = (getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
