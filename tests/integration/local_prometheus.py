@@ -2,6 +2,8 @@
 import os
 import socket
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import yaml
 
@@ -25,3 +27,34 @@ def start(tmp, config):
                              "--storage.tsdb.path=%s" % (tmp / "data"), "--web.listen-address=127.0.0.1:%d" % port],
                             stdout=log, stderr=subprocess.STDOUT)
     return proc, "http://127.0.0.1:%d" % port, log
+
+
+class StaticExporter(object):
+    """A /metrics endpoint on loopback that serves a fixed exposition (text format 0.0.4).
+    The port is chosen once, so stop() then start() brings the same target back."""
+
+    def __init__(self, body):
+        self.body = body.encode() if isinstance(body, str) else body
+        self.server = None
+        self.port = free_port()
+
+    def start(self):
+        body = self.body
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()

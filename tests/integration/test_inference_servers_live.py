@@ -18,11 +18,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import local_prometheus
@@ -59,28 +57,6 @@ def _render(tmp, demo_port):
     return rules, out / "_grafana_api" / "dashboards" / "platform-overview.json", job
 
 
-class GpuExporter(object):
-    def __init__(self):
-        self.port = local_prometheus.free_port()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.end_headers()
-                self.wfile.write(GPU_BODY)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _query(url, expr):
     with urllib.request.urlopen(url + "/api/v1/query?" + urllib.parse.urlencode({"query": expr}), timeout=5) as r:
         return json.loads(r.read())["data"]["result"]
@@ -113,7 +89,7 @@ def stack(tmp_path_factory):
     demo_log = open(tmp / "demo.log", "wb")
     demo = subprocess.Popen([sys.executable, str(DEMO), "--config", str(tmp / "demo.yml")],
                             stdout=demo_log, stderr=subprocess.STDOUT)
-    gpu = GpuExporter()
+    gpu = local_prometheus.StaticExporter(GPU_BODY).start()
     started = []
     try:
         for name, rule_file in (("mapped", rules), ("unmapped", broken)):

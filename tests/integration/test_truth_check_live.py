@@ -15,10 +15,8 @@ Run: .venv/bin/python -m pytest -q tests/integration/test_truth_check_live.py
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import local_prometheus
@@ -35,33 +33,6 @@ EXPORTERS = {
              + 'DCGM_FI_DEV_FB_USED{gpu="0",UUID="GPU-simulated-0",%s} 1024\n' % SIMULATED
              + 'demo_requests_total{handler="/v1/completions"} 42\n'),
 }
-
-
-class Exporter(object):
-    def __init__(self, body):
-        self.body = body.encode()
-        self.server = None
-        self.port = local_prometheus.free_port()
-
-    def start(self):
-        body = self.body
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def dashboard(panels):
@@ -81,7 +52,7 @@ PANELS = [("GPU utilization", 'DCGM_FI_DEV_GPU_UTIL{instance=~"$instance"}'),
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("truth")
-    exporters = dict((name, Exporter(body)) for name, body in EXPORTERS.items())
+    exporters = dict((name, local_prometheus.StaticExporter(body)) for name, body in EXPORTERS.items())
     for e in exporters.values():
         e.start()
     (tmp / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "demo", "interval": "1s", "rules": [
