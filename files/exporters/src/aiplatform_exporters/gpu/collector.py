@@ -440,26 +440,18 @@ class NvmlCollector(object):
             return None
         return self._value_of(fv)
 
-    def _slow(self, dev, field, fn):
-        now = time.monotonic()
-        cached = dev.slow.get(field)
-        if cached is not None and now - cached[0] < self.config.slow_max_age:
-            return cached[1]
-        ok, value = self._call(fn, dev.handle)
-        dev.slow[field] = (now, value if ok else None)
-        return value if ok else None
-
-    def _slow_once(self, dev, field, fn, *args):
-        """A slow field as _slow, for one a GPU may lack: NotSupported (or the like) leaves it absent and
-        it is not asked again for this GPU; other errors are counted and retried after the cache age."""
-        if field in dev.slow_unsupported:
+    def _slow(self, dev, field, fn, *args, once=False):
+        """A field read at most every slow_max_age seconds. once=True, for a field a GPU may lack (ECC
+        off, no NVLink): NotSupported (or the like) leaves it absent and it is not asked again for this
+        GPU; other errors are counted and retried after the cache age."""
+        if once and field in dev.slow_unsupported:
             return None
         now = time.monotonic()
         cached = dev.slow.get(field)
         if cached is not None and now - cached[0] < self.config.slow_max_age:
             return cached[1]
         ok, value, code = self._call_code(fn, dev.handle, *args)
-        if not ok and code in _OMIT:
+        if once and not ok and code in _OMIT:
             dev.slow_unsupported.add(field)
         dev.slow[field] = (now, value if ok else None)
         return value if ok else None
@@ -567,13 +559,14 @@ class NvmlCollector(object):
                 out["DCGM_FI_DEV_POWER_MGMT_LIMIT"] = v / 1000.0  # mW -> W
         if "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL" not in ex:
             # double-bit (uncorrectable) errors since the last driver load: DCGM's ECC_DBE_VOL_TOTAL
-            v = self._slow_once(dev, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", nvml.nvmlDeviceGetTotalEccErrors,
-                                self._const("NVML_MEMORY_ERROR_TYPE_UNCORRECTED", 1),
-                                self._const("NVML_VOLATILE_ECC", 0))
+            v = self._slow(dev, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", nvml.nvmlDeviceGetTotalEccErrors,
+                           self._const("NVML_MEMORY_ERROR_TYPE_UNCORRECTED", 1), self._const("NVML_VOLATILE_ECC", 0),
+                           once=True)
             if v is not None:
                 out["DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"] = v
         if "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL" not in ex:
-            v = self._slow_once(dev, "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", self._nvlink_crc_flit_errors)
+            v = self._slow(dev, "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", self._nvlink_crc_flit_errors,
+                           once=True)
             if v is not None:
                 out["DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"] = v
         if "DCGM_FI_DEV_CLOCKS_EVENT_REASONS" not in ex:
