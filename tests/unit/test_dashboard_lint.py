@@ -13,16 +13,12 @@ import subprocess
 
 import pytest
 import yaml
-from test_dashboards import CHANGED_LEAF, PG_UID, PROM_UID, render
+from test_dashboard_schema import grafana_units
+from test_dashboards import PG_UID, PROM_UID
 
-# Grafana's unit ids (packages/grafana-data/src/valueFormats/categories.ts) that a panel here may use;
-# an id outside this list is a typo as far as this test is concerned (Grafana shows the raw number).
-GRAFANA_UNITS = {
-    "none", "short", "percent", "percentunit", "s", "ms", "µs", "ns", "m", "h", "d", "dtdurations",
-    "bytes", "decbytes", "bits", "kbytes", "mbytes", "gbytes", "Bps", "binBps", "reqps", "rps", "ops",
-    "wps", "rpm", "opm", "celsius", "fahrenheit", "watt", "kwatt", "hertz", "rothz", "dateTimeAsIso",
-    "dateTimeFromNow", "string", "bool", "locale",
-}
+# Grafana's unit ids, from the units schema Grafana publishes (tests/fixtures/grafana_schema): an id
+# outside it is a typo (Grafana shows the raw number).
+GRAFANA_UNITS = grafana_units()
 # The panel types dashboard-linter checks for units and for title and description.
 UNIT_PANELS = {"stat", "singlestat", "graph", "table", "timeseries", "gauge"}
 # The datasources the grafana role provisions (fixed uids, see docs/dashboards.md): uid -> type.
@@ -150,9 +146,8 @@ def template_selectors(d):
 
 
 @pytest.fixture(scope="module")
-def dashboards(tmp_path_factory):
-    return {"default": render(tmp_path_factory.mktemp("lint-default"), {}),
-            "day-2": render(tmp_path_factory.mktemp("lint-day2"), CHANGED_LEAF)}
+def dashboards(rendered_dashboards):
+    return rendered_dashboards
 
 
 @pytest.mark.parametrize("variant", ["default", "day-2"])

@@ -69,13 +69,13 @@ def render(tmp, thresholds):
 
 
 @pytest.fixture(scope="module")
-def default(tmp_path_factory):
-    return render(tmp_path_factory.mktemp("default"), {})
+def default(rendered_dashboards):
+    return rendered_dashboards["default"]
 
 
 @pytest.fixture(scope="module")
-def changed(tmp_path_factory):
-    return render(tmp_path_factory.mktemp("changed"), CHANGED_LEAF)
+def changed(rendered_dashboards):
+    return rendered_dashboards["day-2"]
 
 
 def panels(d):
