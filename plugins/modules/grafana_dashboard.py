@@ -19,6 +19,11 @@ description:
   - Always sends C(folderUid) (Grafana moves a dashboard to the root when it is omitted) and never the
     deprecated C(folderId).
   - Refuses dashboards provisioned from files, because Grafana does not let the API change them.
+  - Never silently replaces an edit made in Grafana. Each save records a content mark in the version's
+    message (C([aiplatform.observability sha256:<16 hex>]), after O(commit_message)). Before saving over an
+    existing dashboard the module reads its latest version; when that version carries no mark of the content
+    Grafana now holds (the dashboard was edited in the UI, restored to an older version, or saved by another
+    tool), the task fails without writing, naming who saved it and when, unless O(overwrite_edits=true).
 author:
   - aiplatform.observability maintainers (@aiplatform)
 extends_documentation_fragment:
@@ -60,6 +65,13 @@ options:
         C(message), a name Ansible reserves).
     type: str
     default: Saved by aiplatform.observability.grafana_dashboard
+  overwrite_edits:
+    description:
+      - Save even when the dashboard's latest version in Grafana is not one this module saved (an edit in the
+        UI, a restored version, another tool). The replaced version stays in Grafana's version history.
+      - Also needed once for a dashboard that exists already but was never saved by this module.
+    type: bool
+    default: false
   state:
     description:
       - V(present) saves the dashboard when it differs; V(absent) deletes it (a missing dashboard is no change).
@@ -116,11 +128,33 @@ folder_uid:
   sample: aiplatform
 '''
 
+import hashlib
 import json
+import re
 
 from ansible.module_utils.common.text.converters import to_text
 from ansible_collections.aiplatform.observability.plugins.module_utils._grafana import (
     GrafanaModule, check_uid, normalize_dashboard, quote_uid)
+
+
+# The content mark each save leaves in the version message, and how it is read back.
+MARK = '[aiplatform.observability sha256:%s]'
+MARK_RE = re.compile(r'\[aiplatform\.observability sha256:([0-9a-f]{16})\]')
+
+
+def content_hash(dashboard):
+    """16 hex digits of the SHA-256 of the normalized dashboard (what the module compares)."""
+    canonical = json.dumps(normalize_dashboard(dashboard), sort_keys=True, separators=(',', ':'))
+    return hashlib.sha256(canonical.encode('utf-8')).hexdigest()[:16]
+
+
+def latest_version(versions):
+    """The newest entry of GET /api/dashboards/uid/:uid/versions: a list (Grafana 10, 11) or
+    {"versions": [...], "continueToken"} (Grafana 12); None when there is none."""
+    if isinstance(versions, dict):
+        versions = versions.get('versions')
+    versions = [v for v in versions or [] if isinstance(v, dict)]
+    return max(versions, key=lambda v: v.get('version') or 0) if versions else None
 
 
 def load_dashboard(params, fail):
@@ -146,6 +180,7 @@ class GrafanaDashboard(GrafanaModule):
         path=dict(type='path'),
         folder_uid=dict(type='str', default=''),
         commit_message=dict(type='str', default='Saved by aiplatform.observability.grafana_dashboard'),
+        overwrite_edits=dict(type='bool', default=False),
         state=dict(type='str', default='present', choices=['present', 'absent']),
     )
     module_kwargs = dict(mutually_exclusive=[('dashboard', 'path')],
@@ -179,9 +214,12 @@ class GrafanaDashboard(GrafanaModule):
                          '(aiplatform.observability.grafana_folder) or fix the uid' % folder_uid)
         wanted = dict(normalize_dashboard(model), uid=uid)
         after = dict(folder_uid=folder_uid, dashboard=wanted)
+        if current and before != after:
+            self.guard_edits(uid, current['dashboard'])
 
         def apply():
-            body = dict(dashboard=dict(wanted), folderUid=folder_uid, message=p['commit_message'], overwrite=False)
+            message = ('%s %s' % (p['commit_message'], MARK % content_hash(wanted))).strip()
+            body = dict(dashboard=dict(wanted), folderUid=folder_uid, message=message, overwrite=False)
             if current:  # optimistic locking: the version read above
                 body['dashboard'].update(id=current['dashboard'].get('id'), version=meta.get('version'))
             saved = api.request('POST', '/api/dashboards/db', body)
@@ -189,6 +227,33 @@ class GrafanaDashboard(GrafanaModule):
 
         self.ensure(before, after, apply,
                     dict(uid=uid, url=meta.get('url', ''), version=meta.get('version'), folder_uid=folder_uid))
+
+    def guard_edits(self, uid, live):
+        """Fail (or, with overwrite_edits, warn) when the dashboard Grafana holds is not the content of the
+        module's last save: its latest version must carry the mark of exactly that content."""
+        versions = self.client.get('/api/dashboards/uid/%s/versions?limit=50' % quote_uid(uid))
+        latest = latest_version(versions)
+        mark = MARK_RE.search((latest or {}).get('message') or '')
+        if mark and mark.group(1) == content_hash(live):
+            return
+        if latest is None:
+            who = 'Grafana lists no version of it'
+        else:
+            who = 'its version %s was saved by %s at %s%s' % (
+                latest.get('version'), latest.get('createdBy') or 'an unknown user', latest.get('created') or '?',
+                (' with the message %r' % latest['message']) if latest.get('message') else ' without a message')
+        ours = [v for v in (versions.get('versions') if isinstance(versions, dict) else versions) or []
+                if isinstance(v, dict) and MARK_RE.search(v.get('message') or '')]
+        reason = ('it was changed after this module saved it (version %s)' % max(v.get('version') or 0 for v in ours)
+                  if ours else 'no version of the last 50 was saved by this module')
+        text = ('dashboard %s: %s, and %s (edited in Grafana, restored to an older version, or saved by another tool)'
+                % (uid, who, reason))
+        if self.params['overwrite_edits']:
+            self.module.warn(text + '; overwrite_edits is set: replacing it (it stays in the version history).')
+            return
+        self.fail(text + '. Nothing was saved: saving would replace that edit. Keep it by copying it into the '
+                  'dashboard source (Dashboard settings > JSON Model), or replace it with overwrite_edits: true '
+                  '(the grafana role: grafana_dashboards_overwrite_edits); the edit stays in the version history.')
 
 
 def main():

@@ -253,13 +253,15 @@ class RoleRun(object):
         self.proc.terminate()
         self.proc.wait(timeout=10)
 
-    def play(self, *extra):
+    def play(self, *extra, expect_failure=False):
         env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_RETRY_FILES_ENABLED='0')
         proc = subprocess.run([str(PLAYBOOK), '-i', str(self.tmp / 'inventory.yml'), str(self.tmp / 'play.yml')]
                               + list(extra), cwd=str(REPO), env=env, capture_output=True, text=True, timeout=600)
         out = proc.stdout + proc.stderr
-        assert proc.returncode == 0, out[-4000:]
+        assert (proc.returncode != 0) == expect_failure, out[-4000:]
         assert not KEY_RE.search(out) and self.password not in out, 'a secret reached the output'
+        if expect_failure:
+            return None, changed_tasks(out), out
         recap = re.search(r'mon-it\s*:\s*ok=\d+\s+changed=(\d+)', out)
         assert recap, out[-2000:]
         return int(recap.group(1)), changed_tasks(out), out
@@ -329,6 +331,27 @@ def test_role_creates_the_account_and_authenticates_the_modules_with_its_token(r
     changed, tasks, _ = role.play()
     assert changed == 0, 'second run changed: %s' % tasks
     assert role.stored() == key
+
+
+def test_role_stops_before_replacing_a_dashboard_edited_in_grafana(role):
+    current = role.api('GET', '/api/dashboards/uid/learning-engine')[1]
+    edit = dict(current['dashboard'], description='annotated by the on-call engineer')
+    status, saved = role.api('POST', '/api/dashboards/db', {
+        'dashboard': edit, 'folderUid': current['meta']['folderUid'], 'message': 'on-call notes', 'overwrite': False})
+    assert status == 200, saved
+    _, tasks, out = role.play(expect_failure=True)
+    assert 'dashboard learning-engine: its version %d was saved by admin' % saved['version'] in out, out[-3000:]
+    assert 'grafana_dashboards_overwrite_edits' in out
+    assert 'Save the dashboards that differ' not in tasks, 'a dashboard was written before the refusal'
+    stored = role.api('GET', '/api/dashboards/uid/learning-engine')[1]['dashboard']
+    assert stored['description'] == 'annotated by the on-call engineer'
+
+    changed, tasks, _ = role.play('--tags', 'grafana_dashboards', '-e', 'grafana_dashboards_overwrite_edits=true')
+    assert 'Save the dashboards that differ' in tasks
+    stored = role.api('GET', '/api/dashboards/uid/learning-engine')[1]['dashboard']
+    assert stored['description'] == current['dashboard']['description']
+    changed, tasks, _ = role.play('--tags', 'grafana_dashboards')
+    assert changed == 0, tasks
 
 
 def test_role_reenables_a_disabled_account(role):
