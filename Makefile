@@ -34,7 +34,7 @@ SYSTEM_FILES := /usr/lib/cni/dnsname
 MOLECULE_SCENARIOS := default trixie
 LAB_IMAGE_SUITES := bookworm trixie
 
-.PHONY: help setup system-deps venv link images lint yamllint ansible-lint sanity unit integration \
+.PHONY: help setup system-deps venv link images lint yamllint ansible-lint sanity unit integration test-grafana \
         collection molecule test lab lab-destroy clean
 
 help:
@@ -86,6 +86,16 @@ unit: setup
 
 integration: setup
 	pytest -q -p no:cacheprovider tests/integration
+
+# The Grafana contract suite (tests/integration/grafana) against a real Grafana instead of the
+# stand-in: GRAFANA_URL=http://host:3000 GRAFANA_TOKEN=glsa_... make test-grafana (an Admin service
+# account's token, from the environment: make exports it to pytest, and it never reaches a command
+# line; GRAFANA_USER/GRAFANA_PASSWORD optional). docs/grafana-modules.md says how to start one.
+test-grafana: setup
+	@if [ -z "$${GRAFANA_URL:-}" ] || [ -z "$${GRAFANA_TOKEN:-}" ]; then \
+	  echo "make test-grafana needs GRAFANA_URL and GRAFANA_TOKEN in the environment (an Admin service account's token), e.g." >&2; \
+	  echo "  GRAFANA_URL=http://localhost:3000 GRAFANA_TOKEN=glsa_... make test-grafana" >&2; exit 2; fi
+	pytest -q -p no:cacheprovider -x tests/integration/grafana
 
 # Each scenario's output and its verifier's JUnit XML are kept in .cache/logs/; when a scenario
 # fails, what failed is printed last. A scenario whose check stage (--check on fresh hosts) ignored

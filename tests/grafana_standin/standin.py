@@ -309,6 +309,7 @@ def get_dashboard(org, uid):
     dash = copy.deepcopy(rec['dashboard'])
     folder = org.folders.get(rec['folderUid'])
     meta = {'type': 'db', 'version': dash['version'], 'folderUid': rec['folderUid'],
+            'folderId': folder['id'] if folder else 0,
             'folderTitle': folder['title'] if folder else 'Dashboards',
             'folderUrl': folder_json(org, folder['uid'])['url'] if folder else '',
             'provisioned': rec['provisioned'], 'provisionedExternalId': rec.get('externalId', ''),
@@ -329,8 +330,14 @@ def save_dashboard(org, body, provisioned=False, login='admin'):
         raise APIError(400, {'message': 'uid too long, max 40 characters', 'status': 'bad-request'})
     if not UID_RE.match(uid):
         raise APIError(400, {'message': 'uid contains illegal characters', 'status': 'bad-request'})
-    # "Omitting folderUid on an update MOVES the dashboard to the root".
+    # "Omitting folderUid on an update MOVES the dashboard to the root". The deprecated folderId is
+    # still resolved to its folder when folderUid is empty (Grafana's dashboard service does so).
     folder_uid = body.get('folderUid') or ''
+    if not folder_uid and body.get('folderId'):
+        by_id = [f['uid'] for f in org.folders.values() if f['id'] == body['folderId']]
+        if not by_id:
+            raise APIError(400, {'message': 'folder not found', 'status': 'not-found'})
+        folder_uid = by_id[0]
     if folder_uid and folder_uid not in org.folders:
         raise APIError(400, {'message': 'folder not found', 'status': 'not-found'})
     overwrite = bool(body.get('overwrite'))
@@ -454,7 +461,7 @@ def create_datasource(org, body, read_only=False):
     if find_ds(org, name=name) or find_ds(org, uid=uid):
         raise APIError(409, {'message': 'data source with the same name or uid already exists'})
     ds = {'id': STATE.new_id(), 'uid': uid, 'orgId': org.org_id, 'name': name,
-          'type': CANONICAL_TYPES.get(body['type'], body['type']), 'typeName': '',
+          'type': CANONICAL_TYPES.get(body['type'], body['type']),
           'access': body.get('access') or 'proxy', 'url': body.get('url') or '', 'user': body.get('user') or '',
           'database': body.get('database') or '', 'basicAuth': bool(body.get('basicAuth')),
           'basicAuthUser': body.get('basicAuthUser') or '', 'withCredentials': bool(body.get('withCredentials')),
@@ -911,11 +918,47 @@ def role_needed(method, path):
 ROUTES = []
 
 
-def route(method, pattern, admin=False):
+def route(method, pattern, admin=False, body=None):
+    """body: {field: JSON type} of the request body. Grafana decodes bodies with Go's encoding/json
+    (pkg/web/binding.go: json.NewDecoder(...).Decode, no DisallowUnknownFields): an unknown field is
+    ignored, a field of the wrong type is 400 "bad request data"; so does the stand-in."""
     def wrap(func):
-        ROUTES.append((method, re.compile('^' + pattern + '$'), func, admin))
+        ROUTES.append((method, re.compile('^' + pattern + '$'), func, admin, body or {}))
         return func
     return wrap
+
+
+# The JSON types of the request fields, as Go's decoder sees them (null is the zero value: accepted).
+_JSON_TYPES = {'string': str, 'bool': bool, 'object': dict, 'array': list, 'number': (int, float),
+               'integer': int}
+
+
+def check_body(body, fields):
+    if not fields:
+        return
+    if not isinstance(body, dict):
+        raise APIError(400, {'message': 'bad request data'})
+    for name, kind in fields.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        wanted = _JSON_TYPES[kind]
+        # Go decodes only an integer literal into an int field (1000.0 is refused), and never true/false
+        ok = isinstance(value, wanted) and not (isinstance(value, bool) and kind in ('number', 'integer'))
+        if not ok:
+            raise APIError(400, {'message': 'bad request data',
+                                 'error': 'json: cannot unmarshal %s into field %s of type %s'
+                                          % (type(value).__name__, name, kind)})
+
+
+DATASOURCE_FIELDS = {'uid': 'string', 'name': 'string', 'type': 'string', 'access': 'string', 'url': 'string',
+                     'user': 'string', 'database': 'string', 'basicAuth': 'bool', 'basicAuthUser': 'string',
+                     'withCredentials': 'bool', 'isDefault': 'bool', 'jsonData': 'object',
+                     'secureJsonData': 'object'}
+RULE_FIELDS = {'uid': 'string', 'folderUID': 'string', 'ruleGroup': 'string', 'title': 'string',
+               'condition': 'string', 'data': 'array', 'noDataState': 'string', 'execErrState': 'string',
+               'for': 'string', 'annotations': 'object', 'labels': 'object', 'isPaused': 'bool',
+               'orgID': 'integer'}
 
 
 @route('GET', '/api/folders')
@@ -923,7 +966,7 @@ def _(h, org, q, body):
     return 200, list_folders(org, q)
 
 
-@route('POST', '/api/folders')
+@route('POST', '/api/folders', body={'uid': 'string', 'title': 'string', 'parentUid': 'string', 'description': 'string'})
 def _(h, org, q, body):
     return 200, create_folder(org, body)
 
@@ -933,12 +976,12 @@ def _(h, org, q, body, uid):
     return 200, get_folder(org, uid)
 
 
-@route('PUT', '/api/folders/(?P<uid>[^/]+)')
+@route('PUT', '/api/folders/(?P<uid>[^/]+)', body={'title': 'string', 'version': 'integer', 'overwrite': 'bool', 'description': 'string'})
 def _(h, org, q, body, uid):
     return 200, update_folder(org, uid, body)
 
 
-@route('POST', '/api/folders/(?P<uid>[^/]+)/move')
+@route('POST', '/api/folders/(?P<uid>[^/]+)/move', body={'parentUid': 'string'})
 def _(h, org, q, body, uid):
     return 200, move_folder(org, uid, body)
 
@@ -958,7 +1001,7 @@ def _(h, org, q, body, uid):
     return 200, dashboard_versions(org, uid)
 
 
-@route('POST', '/api/dashboards/db')
+@route('POST', '/api/dashboards/db', body={'dashboard': 'object', 'folderUid': 'string', 'folderId': 'integer', 'message': 'string', 'overwrite': 'bool'})
 def _(h, org, q, body):
     return 200, save_dashboard(org, body, login=h.caller_login)
 
@@ -989,12 +1032,12 @@ def _(h, org, q, body, name):
     return 200, ds_json(ds)
 
 
-@route('POST', '/api/datasources')
+@route('POST', '/api/datasources', body=DATASOURCE_FIELDS)
 def _(h, org, q, body):
     return 200, create_datasource(org, body)
 
 
-@route('PUT', '/api/datasources/uid/(?P<uid>[^/]+)')
+@route('PUT', '/api/datasources/uid/(?P<uid>[^/]+)', body=dict(DATASOURCE_FIELDS, version='integer'))
 def _(h, org, q, body, uid):
     return 200, update_datasource(org, uid, body)
 
@@ -1022,7 +1065,7 @@ def _(h, org, q, body, uid):
     return 200, rule_json(org.rules[uid])
 
 
-@route('POST', '/api/v1/provisioning/alert-rules')
+@route('POST', '/api/v1/provisioning/alert-rules', body=RULE_FIELDS)
 def _(h, org, q, body):
     # Contract "Alert rules": POST -> 201; duplicate uid -> 400.
     if body.get('uid') and body['uid'] in org.rules:
@@ -1030,7 +1073,7 @@ def _(h, org, q, body):
     return 201, rule_json(store_rule(org, body, h.provenance()))
 
 
-@route('PUT', '/api/v1/provisioning/alert-rules/(?P<uid>[^/]+)')
+@route('PUT', '/api/v1/provisioning/alert-rules/(?P<uid>[^/]+)', body=RULE_FIELDS)
 def _(h, org, q, body, uid):
     # Contract "Alert rules": PUT -> 200; consistent provenance.
     existing = org.rules.get(uid)
@@ -1059,12 +1102,12 @@ def _(h, org, q, body, folder, group):
     return 200, get_group(org, folder, group)
 
 
-@route('PUT', '/api/v1/provisioning/folder/(?P<folder>[^/]+)/rule-groups/(?P<group>[^/]+)')
+@route('PUT', '/api/v1/provisioning/folder/(?P<folder>[^/]+)/rule-groups/(?P<group>[^/]+)', body={'title': 'string', 'folderUid': 'string', 'interval': 'integer', 'rules': 'array'})
 def _(h, org, q, body, folder, group):
     return 200, put_group(org, folder, group, body, h.provenance())
 
 
-@route('POST', '/api/annotations')
+@route('POST', '/api/annotations', body={'time': 'integer', 'timeEnd': 'integer', 'text': 'string', 'tags': 'array', 'dashboardUID': 'string', 'panelId': 'integer'})
 def _(h, org, q, body):
     return 200, create_annotation(org, body, login=h.caller_login)
 
@@ -1079,7 +1122,7 @@ def _(h, org, q, body):
     return 200, search_service_accounts(org, q)
 
 
-@route('POST', '/api/serviceaccounts')
+@route('POST', '/api/serviceaccounts', body={'name': 'string', 'role': 'string', 'isDisabled': 'bool'})
 def _(h, org, q, body):
     return 201, create_service_account(org, body, h.caller_role)
 
@@ -1089,7 +1132,7 @@ def _(h, org, q, body, sa_id):
     return 200, sa_json(org, sa_get(org, sa_id))
 
 
-@route('PATCH', '/api/serviceaccounts/(?P<sa_id>[^/]+)')
+@route('PATCH', '/api/serviceaccounts/(?P<sa_id>[^/]+)', body={'name': 'string', 'role': 'string', 'isDisabled': 'bool'})
 def _(h, org, q, body, sa_id):
     return 200, update_service_account(org, sa_id, body, h.caller_role)
 
@@ -1104,7 +1147,7 @@ def _(h, org, q, body, sa_id):
     return 200, list_tokens(org, sa_id)
 
 
-@route('POST', '/api/serviceaccounts/(?P<sa_id>[^/]+)/tokens')
+@route('POST', '/api/serviceaccounts/(?P<sa_id>[^/]+)/tokens', body={'name': 'string', 'secondsToLive': 'integer'})
 def _(h, org, q, body, sa_id):
     return 200, create_token(org, sa_id, body)
 
@@ -1112,6 +1155,20 @@ def _(h, org, q, body, sa_id):
 @route('DELETE', '/api/serviceaccounts/(?P<sa_id>[^/]+)/tokens/(?P<token_id>[^/]+)')
 def _(h, org, q, body, sa_id, token_id):
     return 200, delete_token(org, sa_id, token_id)
+
+
+@route('GET', '/api/frontend/settings')
+def _(h, org, q, body):
+    # Not on the contract page: Grafana's boot data for its frontend (pkg/api/frontendsettings.go), of
+    # which only the part tools read is kept: buildInfo (the version community.grafana reads) and the
+    # data sources by name with their uid and type.
+    sources = {ds['name']: {'id': ds['id'], 'uid': ds['uid'], 'type': ds['type'], 'name': ds['name'],
+                            'isDefault': ds['isDefault'], 'meta': {'id': ds['type']}}
+               for ds in org.datasources.values()}
+    default = next((ds['name'] for ds in org.datasources.values() if ds['isDefault']), '')
+    return 200, {'buildInfo': {'version': VERSION, 'commit': 'standin', 'edition': 'Open Source',
+                               'env': 'production'},
+                 'datasources': sources, 'defaultDatasource': default, 'appSubUrl': '', 'appUrl': ''}
 
 
 @route('POST', '/api/admin/provisioning/(?P<kind>datasources|dashboards|alerting)/reload', admin=True)
@@ -1182,12 +1239,12 @@ class Handler(BaseHTTPRequestHandler):
             if path == '/api/health' and self.command == 'GET':
                 # Contract "Health": no auth, 200 {"database":"ok","version","commit"}.
                 return self.send(200, {'database': 'ok', 'version': VERSION, 'commit': 'standin'})
-            for method, pattern, func, admin in ROUTES:
+            for method, pattern, func, admin, fields in ROUTES:
                 match = pattern.match(path)
                 if match and method == self.command:
                     break
             else:
-                methods = [m for m, p, _, _ in ROUTES if p.match(path)]
+                methods = [r[0] for r in ROUTES if r[1].match(path)]
                 self.authenticate()
                 if methods:
                     raise APIError(405, {'message': 'Method not allowed'})
@@ -1202,6 +1259,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise APIError(400, {'message': 'bad request data'})
             if body is None:
                 body = {}
+            check_body(body, fields)
             # Contract "General": X-Grafana-Org-Id selects the org per request, without side effects.
             try:
                 org_id = int(self.headers.get('X-Grafana-Org-Id') or token_org or 1)

@@ -96,3 +96,4 @@ def test_annotations(api):
     api('POST', '/api/annotations', {'text': 'b', 'time': 2000, 'tags': ['x']})
     assert [a['text'] for a in api('GET', '/api/annotations?tags=x&tags=y')[1]] == ['a']
     assert [a['text'] for a in api('GET', '/api/annotations?from=1500&to=2500&tags=x')[1]] == ['b']
+
