@@ -148,13 +148,12 @@ def content_hash(dashboard):
     return hashlib.sha256(canonical.encode('utf-8')).hexdigest()[:16]
 
 
-def latest_version(versions):
-    """The newest entry of GET /api/dashboards/uid/:uid/versions: a list (Grafana 10, 11) or
-    {"versions": [...], "continueToken"} (Grafana 12); None when there is none."""
-    if isinstance(versions, dict):
-        versions = versions.get('versions')
-    versions = [v for v in versions or [] if isinstance(v, dict)]
-    return max(versions, key=lambda v: v.get('version') or 0) if versions else None
+def version_list(answer):
+    """The entries of GET /api/dashboards/uid/:uid/versions: a list (Grafana 10, 11) or
+    {"versions": [...], "continueToken"} (Grafana 12)."""
+    if isinstance(answer, dict):
+        answer = answer.get('versions')
+    return [v for v in answer or [] if isinstance(v, dict)]
 
 
 def load_dashboard(params, fail):
@@ -231,8 +230,8 @@ class GrafanaDashboard(GrafanaModule):
     def guard_edits(self, uid, live):
         """Fail (or, with overwrite_edits, warn) when the dashboard Grafana holds is not the content of the
         module's last save: its latest version must carry the mark of exactly that content."""
-        versions = self.client.get('/api/dashboards/uid/%s/versions?limit=50' % quote_uid(uid))
-        latest = latest_version(versions)
+        versions = version_list(self.client.get('/api/dashboards/uid/%s/versions?limit=50' % quote_uid(uid)))
+        latest = max(versions, key=lambda v: v.get('version') or 0) if versions else None
         mark = MARK_RE.search((latest or {}).get('message') or '')
         if mark and mark.group(1) == content_hash(live):
             return
@@ -242,8 +241,7 @@ class GrafanaDashboard(GrafanaModule):
             who = 'its version %s was saved by %s at %s%s' % (
                 latest.get('version'), latest.get('createdBy') or 'an unknown user', latest.get('created') or '?',
                 (' with the message %r' % latest['message']) if latest.get('message') else ' without a message')
-        ours = [v for v in (versions.get('versions') if isinstance(versions, dict) else versions) or []
-                if isinstance(v, dict) and MARK_RE.search(v.get('message') or '')]
+        ours = [v for v in versions if MARK_RE.search(v.get('message') or '')]
         reason = ('it was changed after this module saved it (version %s)' % max(v.get('version') or 0 for v in ours)
                   if ours else 'no version of the last 50 was saved by this module')
         text = ('dashboard %s: %s, and %s (edited in Grafana, restored to an older version, or saved by another tool)'

@@ -334,11 +334,8 @@ def save_dashboard(org, body, provisioned=False, login='admin'):
     # still resolved to its folder when folderUid is empty (Grafana's dashboard service does so).
     folder_uid = body.get('folderUid') or ''
     if not folder_uid and body.get('folderId'):
-        by_id = [f['uid'] for f in org.folders.values() if f['id'] == body['folderId']]
-        if not by_id:
-            raise APIError(400, {'message': 'folder not found', 'status': 'not-found'})
-        folder_uid = by_id[0]
-    if folder_uid and folder_uid not in org.folders:
+        folder_uid = next((f['uid'] for f in org.folders.values() if f['id'] == body['folderId']), None)
+    if folder_uid is None or (folder_uid and folder_uid not in org.folders):
         raise APIError(400, {'message': 'folder not found', 'status': 'not-found'})
     overwrite = bool(body.get('overwrite'))
     existing = org.dashboards.get(uid)
@@ -929,8 +926,7 @@ def route(method, pattern, admin=False, body=None):
 
 
 # The JSON types of the request fields, as Go's decoder sees them (null is the zero value: accepted).
-_JSON_TYPES = {'string': str, 'bool': bool, 'object': dict, 'array': list, 'number': (int, float),
-               'integer': int}
+_JSON_TYPES = {'string': str, 'bool': bool, 'object': dict, 'array': list, 'integer': int}
 
 
 def check_body(body, fields):
@@ -944,7 +940,7 @@ def check_body(body, fields):
             continue
         wanted = _JSON_TYPES[kind]
         # Go decodes only an integer literal into an int field (1000.0 is refused), and never true/false
-        ok = isinstance(value, wanted) and not (isinstance(value, bool) and kind in ('number', 'integer'))
+        ok = isinstance(value, wanted) and not (isinstance(value, bool) and kind == 'integer')
         if not ok:
             raise APIError(400, {'message': 'bad request data',
                                  'error': 'json: cannot unmarshal %s into field %s of type %s'
