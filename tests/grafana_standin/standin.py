@@ -24,14 +24,17 @@ docs:" and names the page:
           (a coarse model of the basic roles for service account tokens: None may do nothing, Viewer may
           read, Editor may also write folders, dashboards, alert rules and annotations, Admin may also
           write data sources and manage service accounts; 403 otherwise)
-State lives in memory and is lost on exit. Python 3 standard library only.
+State lives in memory and is lost on exit. Python 3 standard library only (PyYAML for --provisioning-dir).
 
     python3 standin.py --listen 0.0.0.0:3000 --admin-user admin --admin-password-file FILE \
-        [--token-file FILE] [--seed-file FILE]
+        [--token-file FILE] [--seed-file FILE] [--provisioning-dir DIR]
 
 --token-file: service account tokens, one per line (must start with glsa_; '#' starts a comment).
 These stand for tokens of an Admin service account valid in every organization. Tokens created
 through POST /api/serviceaccounts/:id/tokens belong to their account's organization and role.
+--provisioning-dir: Grafana's paths.provisioning. The data source files (datasources/*.yaml) and the
+dashboard provider files (dashboards/*.yaml, type file) there are read at start and on
+POST /api/admin/provisioning/<kind>/reload (this needs PyYAML; nothing else does).
 --seed-file: JSON {"folders": [...], "dashboards": [...], "datasources": [...]} loaded into org 1 at
 start, to stand for objects provisioned from files (dashboards with "provisioned": true,
 datasources with "readOnly": true).
@@ -41,9 +44,11 @@ import argparse
 import base64
 import copy
 import datetime
+import glob
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import signal
@@ -134,7 +139,7 @@ class State:
 
 
 STATE = State()
-CONFIG = {'admin_user': 'admin', 'admin_password': None, 'tokens': set()}
+CONFIG = {'admin_user': 'admin', 'admin_password': None, 'tokens': set(), 'provisioning_dir': None}
 
 
 def new_uid():
@@ -340,7 +345,7 @@ def save_dashboard(org, body, provisioned=False, login='admin'):
     overwrite = bool(body.get('overwrite'))
     existing = org.dashboards.get(uid)
     if existing is not None:
-        if existing['provisioned'] and not provisioned:
+        if existing['provisioned'] and not provisioned and not existing.get('allowUiUpdates'):
             raise APIError(400, {'message': 'Cannot save provisioned dashboard', 'status': 'bad-request'})
         # "400 same uid exists (when creating with an id mismatch)".
         if dash.get('id') and dash['id'] != existing['dashboard']['id']:
@@ -1169,8 +1174,112 @@ def _(h, org, q, body):
 
 @route('POST', '/api/admin/provisioning/(?P<kind>datasources|dashboards|alerting)/reload', admin=True)
 def _(h, org, q, body, kind):
-    # Contract "Provisioning files and reloads": the stand-in reads no provisioning files.
+    # Contract "Provisioning files and reloads". With --provisioning-dir the stand-in reads the data
+    # source and dashboard provider files there, as Grafana reads <paths.provisioning>; alerting files
+    # are not read.
+    if CONFIG['provisioning_dir'] and kind in PROVISIONERS:
+        try:
+            PROVISIONERS[kind](CONFIG['provisioning_dir'])
+        except (OSError, ValueError, KeyError, TypeError, APIError) as e:
+            # Grafana answers 500 and logs the failing file
+            raise APIError(500, {'message': 'Failed to reload %s config: %s' % (kind, e)})
     return 200, {'message': '%s config reloaded' % kind.capitalize()}
+
+
+# --- Provisioning files ---------------------------------------------------------------------------
+# Grafana's provisioning (docs: administration/provisioning): <dir>/datasources/*.yaml and
+# <dir>/dashboards/*.yaml, read at start and on POST /api/admin/provisioning/<kind>/reload.
+_ENV_RE = re.compile(r'\$\$|\$\{(\w+)\}|\$(\w+)')
+
+
+def expand_env(value):
+    """Grafana expands $VAR and ${VAR} in provisioning files from its environment; $$ is a literal $."""
+    if isinstance(value, str):
+        return _ENV_RE.sub(lambda m: '$' if m.group(0) == '$$' else os.environ.get(m.group(1) or m.group(2), ''),
+                           value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
+def provisioning_files(directory):
+    import yaml  # only with --provisioning-dir: the stand-in itself needs nothing outside the standard library
+    for path in sorted(glob.glob(os.path.join(directory, '*.yaml')) + glob.glob(os.path.join(directory, '*.yml'))):
+        with open(path) as f:
+            doc = yaml.safe_load(f) or {}
+        if not isinstance(doc, dict):
+            raise ValueError('%s: not a mapping' % path)
+        yield path, expand_env(doc)
+
+
+def provision_datasources(root):
+    """Upsert each file's data sources by name in their org (read-only unless editable: true) and delete
+    those listed under deleteDatasources."""
+    with STATE.lock:
+        for path, doc in provisioning_files(os.path.join(root, 'datasources')):
+            for item in doc.get('deleteDatasources') or []:
+                org = STATE.org(int(item.get('orgId') or 1))
+                ds = find_ds(org, name=item.get('name'))
+                if ds is not None:
+                    del org.datasources[ds['uid']]
+            for item in doc.get('datasources') or []:
+                org = STATE.org(int(item.get('orgId') or 1))
+                ds = find_ds(org, name=item.get('name')) or (find_ds(org, uid=item['uid']) if item.get('uid') else None)
+                if ds is None:
+                    create_datasource(org, item, read_only=not item.get('editable'))
+                    continue
+                ds['readOnly'] = False
+                update_datasource(org, ds['uid'], dict(item, version=0))
+                ds['readOnly'] = not item.get('editable')
+
+
+def provision_dashboards(root):
+    """Each file provider: its folder (created when missing), each *.json under options.path saved as
+    provisioned (over a dashboard of the same uid saved through the API, as Grafana does) when its content
+    changed, and, unless disableDeletion, the dashboards it provisioned whose file is gone deleted."""
+    with STATE.lock:
+        for path, doc in provisioning_files(os.path.join(root, 'dashboards')):
+            for provider in doc.get('providers') or []:
+                if (provider.get('type') or 'file') != 'file':
+                    continue
+                org = STATE.org(int(provider.get('orgId') or 1))
+                name = provider.get('name') or path
+                base = (provider.get('options') or {}).get('path')
+                if not base:
+                    raise ValueError('%s: provider %s has no options.path' % (path, name))
+                folder_uid = provider.get('folderUid') or ''
+                if folder_uid and folder_uid not in org.folders:
+                    create_folder(org, {'uid': folder_uid, 'title': provider.get('folder') or folder_uid})
+                elif not folder_uid and provider.get('folder'):
+                    found = [f['uid'] for f in org.folders.values() if f['title'] == provider['folder']]
+                    folder_uid = found[0] if found else create_folder(org, {'title': provider['folder']})['uid']
+                seen = set()
+                for file in sorted(glob.glob(os.path.join(base, '**', '*.json'), recursive=True)):
+                    with open(file, 'rb') as f:
+                        raw = f.read()
+                    dash = json.loads(raw)
+                    uid = dash.get('uid') or new_uid()
+                    seen.add(uid)
+                    checksum = hashlib.sha256(raw).hexdigest()
+                    rec = org.dashboards.get(uid)
+                    if rec is not None and rec.get('provider') == name and rec.get('checksum') == checksum:
+                        continue
+                    if rec is not None:
+                        rec['provisioned'] = True   # taken over: saved below with overwrite
+                    dash = dict(dash, uid=uid, id=None)
+                    save_dashboard(org, {'dashboard': dash, 'folderUid': folder_uid, 'overwrite': True},
+                                   provisioned=True)
+                    org.dashboards[uid].update(provider=name, checksum=checksum, provisioned=True,
+                                               allowUiUpdates=bool(provider.get('allowUiUpdates')),
+                                               externalId=os.path.relpath(file, base))
+                if not provider.get('disableDeletion'):
+                    for uid in [u for u, r in org.dashboards.items() if r.get('provider') == name and u not in seen]:
+                        del org.dashboards[uid]
+
+
+PROVISIONERS = {'datasources': provision_datasources, 'dashboards': provision_dashboards}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -1328,6 +1437,8 @@ def main(argv=None):
     parser.add_argument('--admin-password-file', required=True, help='file holding the admin password')
     parser.add_argument('--token-file', help='service account tokens (glsa_...), one per line')
     parser.add_argument('--seed-file', help='JSON objects standing for file-provisioned ones')
+    parser.add_argument('--provisioning-dir', help="Grafana's paths.provisioning: datasources/ and dashboards/ "
+                        'files read at start and on reload (needs PyYAML)')
     parser.add_argument('--quiet', action='store_true', help='do not log requests')
     args = parser.parse_args(argv)
     CONFIG['admin_user'] = args.admin_user
@@ -1338,6 +1449,10 @@ def main(argv=None):
         CONFIG['tokens'] = read_tokens(args.token_file)
     if args.seed_file:
         load_seed(args.seed_file)
+    if args.provisioning_dir:
+        CONFIG['provisioning_dir'] = args.provisioning_dir
+        for provision in PROVISIONERS.values():
+            provision(args.provisioning_dir)
     server = make_server(args.listen, args.quiet)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print('grafana stand-in listening on %s:%d' % server.server_address[:2], flush=True)

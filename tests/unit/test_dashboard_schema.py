@@ -25,6 +25,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
+from test_dashboards import render
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "grafana_schema"
 
@@ -229,3 +231,30 @@ def test_not_covered_names_an_existing_check():
     for rule in ("datasource-provisioned", "grid-pos", "unique-panel-id"):
         assert '"%s"' % rule in sources["test_dashboard_lint.py"], rule
     assert any("EXPLAIN" in s for name, s in sources.items() if name.startswith("integration/")), NOT_COVERED
+
+
+def test_the_files_delivery_writes_the_same_dashboards(rendered_dashboards, tmp_path):
+    """grafana_dashboards_delivery: files renders the provisioning files from the same templates: the
+    dashboard files are the API delivery's dashboards (so they pass the same schema), and the provider
+    points Grafana at them, in the role's folder."""
+    files_dir = "/srv/grafana/dashboards/aiplatform"
+    (tmp_path / "api").mkdir()
+    (tmp_path / "files").mkdir()
+    api = render(tmp_path / "api", {})
+    render(tmp_path / "files", {}, {"grafana_dashboards_delivery": "files",
+                                    "grafana_dashboards_provisioning_dir": files_dir,
+                                    "grafana_dashboards": ["platform-overview", "mcp-activity"]})
+    host = tmp_path / "files" / "out" / "mon1"
+    written = {p.stem: json.loads(p.read_text()) for p in sorted((host / files_dir.lstrip("/")).glob("*.json"))}
+    assert sorted(written) == ["mcp-activity", "platform-overview"]
+    for uid, d in written.items():
+        assert d == api[uid] == rendered_dashboards["default"][uid]
+        assert validate(uid, d) == []
+    provider = yaml.safe_load((host / "etc/grafana/provisioning/dashboards/aiplatform.yaml").read_text())
+    assert provider["apiVersion"] == 1 and len(provider["providers"]) == 1
+    p = provider["providers"][0]
+    assert (p["type"], p["folderUid"], p["options"]["path"]) == ("file", "aiplatform", files_dir)
+    assert p["allowUiUpdates"] is False and p["disableDeletion"] is False and p["updateIntervalSeconds"] == 30
+    datasources = yaml.safe_load((host / "etc/grafana/provisioning/datasources/aiplatform.yaml").read_text())
+    assert {d["uid"] for d in datasources["datasources"]} == {"test-prom-uid", "test-pg-uid"}
+    assert not (tmp_path / "api" / "out" / "mon1" / "etc/grafana/provisioning/dashboards").exists()

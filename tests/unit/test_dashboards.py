@@ -33,7 +33,7 @@ PROM_UID, PG_UID = "test-prom-uid", "test-pg-uid"
 CHANGED_LEAF = {"drift_psi": {"dashboard": {"orange": 0.22}}}
 
 
-def render(tmp, thresholds):
+def render(tmp, thresholds, extra_vars=None):
     (tmp / "inv.yml").write_text(textwrap.dedent("""\
         all:
           children:
@@ -61,6 +61,7 @@ def render(tmp, thresholds):
         "postgresql_grafana_reader_password": "y", "grafana_datasource_prometheus_uid": PROM_UID,
         "grafana_datasource_postgres_uid": PG_UID,
     }
+    extra.update(extra_vars or {})
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(tmp / "inv.yml"), str(tmp / "play.yml"),
                            "-e", json.dumps(extra)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

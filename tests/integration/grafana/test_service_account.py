@@ -213,8 +213,9 @@ class RoleRun(object):
     """The grafana role (grafana_install: false) on localhost against a stand-in of its own, which the test can
     restart to stand for a Grafana whose database was reset."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, standin_args=()):
         self.tmp = tmp
+        self.standin_args = list(standin_args)
         self.password = 'role-admin-' + uuid.uuid4().hex[:8]
         (tmp / 'password').write_text(self.password + '\n')
         self.port = None
@@ -238,7 +239,7 @@ class RoleRun(object):
 
     def start(self):
         cmd = [sys.executable, str(STANDIN), '--listen', '127.0.0.1:%d' % (self.port or 0),
-               '--admin-password-file', str(self.tmp / 'password'), '--quiet']
+               '--admin-password-file', str(self.tmp / 'password'), '--quiet'] + self.standin_args
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         match = re.search(r'listening on [\d.]+:(\d+)', line)
