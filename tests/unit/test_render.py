@@ -265,3 +265,17 @@ def test_offline_archive_is_verified_on_the_controller(tmp_path):
     verify = [block.split("\n", 2)[1].split(":")[0].strip() for block in proc.stdout.split("TASK [")
               if block.startswith("aiplatform.observability.alertmanager : Verify the offline archive")]
     assert verify == ["ok", "skipping"], proc.stdout
+
+
+@pytest.mark.parametrize("bad, names", [
+    ({"grafana_dashboards_delivery": "ftp"}, "grafana_dashboards_delivery"),
+    ({"grafana_dashboards_delivery": "files", "grafana_dashboards_provisioning_dir": "dashboards/"},
+     "grafana_dashboards_provisioning_dir"),
+    ({"grafana_dashboards_delivery": "files", "grafana_dashboards_provisioning_update_interval": 0},
+     "grafana_dashboards_provisioning_update_interval"),
+])
+def test_a_bad_dashboard_delivery_is_refused_by_name(tmp_path, bad, names):
+    proc, out = render(tmp_path, bad, "--tags", "grafana")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and names in text, text[-3000:]
+    assert not list(out.glob("mon1/etc/grafana/provisioning/dashboards/*")), "a file was rendered"
